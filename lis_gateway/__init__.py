@@ -1,0 +1,3 @@
+"""lis-gateway: laboratory analyzer integration middleware."""
+
+__version__ = "0.1.0"

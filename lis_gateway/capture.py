@@ -1,0 +1,156 @@
+"""Decode a wire capture offline: the engine behind ``lis-gateway parse``.
+
+A capture is either a wire recording (:mod:`lis_gateway.wire`), raw E1381
+bytes as they came off the line (ENQ, frames, EOT; only the analyzer's
+direction is needed), or bare E1394 records one per line. The same link
+core and assembler as the live gateway do the work, in the computer role,
+with the replies thrown away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from drivers import DriverSpec, Framing
+from drivers.extract import ResultRow, extract_results
+from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission, MessageAssembler
+from lis_gateway.astm.events import (
+    Deviation,
+    Event,
+    FrameAccepted,
+    FrameRejected,
+    TransferAborted,
+    TransferEnded,
+)
+from lis_gateway.astm.frames import ChecksumMode
+from lis_gateway.astm.link import LinkConnection
+from lis_gateway.wire import is_recording, read_recording
+
+
+@dataclass
+class CaptureReport:
+    """What a capture held: messages with their rows, and every problem found."""
+
+    messages: list[AstmMessage] = field(default_factory=list)
+    rows: list[tuple[int, ResultRow]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    incomplete: list[IncompleteTransmission] = field(default_factory=list)
+
+
+class _Decoder:
+    def __init__(self, spec: DriverSpec, encoding: str, accept_bad_checksums: bool,
+                 repair_line_endings: bool = False) -> None:
+        self.spec = spec
+        config = spec.link_config(enq_optional=True, lenient_frame_numbers=True)
+        if repair_line_endings:
+            config = replace(config, repair_line_endings=True)
+        if accept_bad_checksums and config.checksum_mode is ChecksumMode.STRICT:
+            config = replace(config, checksum_mode=ChecksumMode.LOG_ONLY)
+        self.link = LinkConnection(config)
+        self.assembler = MessageAssembler(encoding)
+        self.report = CaptureReport()
+
+    def feed(self, data: bytes, t: float) -> None:
+        self.link.handle_timer(t)
+        self._route(self.link.events())
+        self.link.receive_data(data, t)
+        self.link.data_to_send()  # replies go nowhere: this is a capture
+        self._route(self.link.events())
+
+    def close(self, t: float, reason: str) -> None:
+        self.link.connection_lost(t)
+        for event in self.link.events():
+            if isinstance(event, TransferAborted):
+                self._collect(self.assembler.end_transfer(aborted=reason))
+            else:
+                self._route([event])
+
+    def _route(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, FrameAccepted):
+                self._collect(self.assembler.add_text(event.text, block_end=event.final,
+                                                      offset=event.offset))
+            elif isinstance(event, TransferEnded):
+                self._collect(self.assembler.end_transfer())
+            elif isinstance(event, TransferAborted):
+                self._collect(self.assembler.end_transfer(aborted=event.reason.value))
+            elif isinstance(event, FrameRejected):
+                self.report.problems.append(
+                    f"error: offset {event.offset}: frame {event.fn} rejected: "
+                    f"{event.problem.value} ({event.detail}); its text is missing")
+            elif isinstance(event, Deviation):
+                detail = f": {event.detail}" if event.detail else ""
+                self.report.problems.append(
+                    f"warning: offset {event.offset}: {event.kind.value}{detail}")
+
+    def _collect(self, items: list[AstmMessage | IncompleteTransmission]) -> None:
+        _collect(self.report, self.spec, items)
+
+
+def _collect(report: CaptureReport, spec: DriverSpec,
+             items: list[AstmMessage | IncompleteTransmission]) -> None:
+    for item in items:
+        if isinstance(item, IncompleteTransmission):
+            report.incomplete.append(item)
+            report.problems.append(
+                f"error: offset {item.offset}: incomplete transmission "
+                f"({item.reason}, {len(item.raw)} bytes kept, no results taken)")
+            continue
+        report.messages.append(item)
+        number = len(report.messages)
+        for problem in item.problems:
+            report.problems.append(f"message {number} (offset {item.offset}): {problem}")
+        report.rows += [(number, row) for row in extract_results(item, spec)]
+
+
+def decode_capture(data: bytes, spec: DriverSpec, *, encoding: str | None = None,
+                   accept_bad_checksums: bool = False,
+                   repair_line_endings: bool = False) -> CaptureReport:
+    """Decode one capture.
+
+    Args:
+        data: the file's bytes.
+        spec: the analyzer driver (framing, dialect switches, extraction hooks).
+        encoding: overrides the driver's character encoding.
+        accept_bad_checksums: accept frames whose checksum fails (reported as warnings).
+        repair_line_endings: undo CR/LF damage (terminal servers, capture tools) when
+            a checksum fails; the driver may switch this on for its family too.
+
+    Returns:
+        Messages, result rows and problems; never raises for bad input.
+    """
+    enc = encoding or spec.encoding
+    if is_recording(data):
+        return _decode_recording(data, spec, enc, accept_bad_checksums, repair_line_endings)
+    if spec.framing is Framing.BARE or not any(c in data for c in (b"\x02", b"\x05")):
+        return _decode_bare(data, spec, enc)
+    dec = _Decoder(spec, enc, accept_bad_checksums, repair_line_endings)
+    dec.feed(data, 0.0)
+    dec.close(0.0, "capture ended in the middle of a transfer")
+    return dec.report
+
+
+def _decode_bare(data: bytes, spec: DriverSpec, encoding: str) -> CaptureReport:
+    assembler = MessageAssembler(encoding, any_newline=True)
+    report = CaptureReport()
+    _collect(report, spec, assembler.add_text(data, block_end=True))
+    _collect(report, spec, assembler.end_transfer())
+    return report
+
+
+def _decode_recording(data: bytes, spec: DriverSpec, encoding: str,
+                      accept_bad_checksums: bool, repair_line_endings: bool) -> CaptureReport:
+    dec = _Decoder(spec, encoding, accept_bad_checksums, repair_line_endings)
+    t = 0.0
+    try:
+        for chunk in read_recording(data):
+            t = chunk.t
+            if chunk.direction == "rx":
+                dec.feed(chunk.data, t)
+            elif chunk.direction == "note" and "lost" in chunk.text:
+                dec.close(t, "connection lost during the transfer")
+                dec.link = LinkConnection(dec.link.config)
+    except ValueError as exc:
+        dec.report.problems.append(f"error: recording: {exc}")
+    dec.close(t, "recording ended in the middle of a transfer")
+    return dec.report

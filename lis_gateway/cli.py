@@ -1,0 +1,97 @@
+"""The ``lis-gateway`` command."""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import drivers
+from lis_gateway import __version__
+
+
+def _encoding(name: str) -> str:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise argparse.ArgumentTypeError(f"unknown character encoding {name!r}") from None
+
+
+def _driver(name: str) -> drivers.DriverSpec:
+    try:
+        return drivers.get(name)
+    except KeyError as exc:
+        raise argparse.ArgumentTypeError(str(exc.args[0])) from None
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Decode wire captures and print one JSON line per result."""
+    from lis_gateway.capture import decode_capture
+
+    parsed_any = False
+    for path in args.files:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            continue
+        report = decode_capture(data, args.driver, encoding=args.encoding,
+                                accept_bad_checksums=args.accept_bad_checksums,
+                                repair_line_endings=args.repair_line_endings)
+        parsed_any = parsed_any or bool(report.messages)
+        for number, row in report.rows:
+            print(json.dumps({"file": path, "message": number, **row.to_dict()},
+                             ensure_ascii=False))
+        for problem in report.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        if not report.messages:
+            print(f"{path}: no message could be parsed", file=sys.stderr)
+    return 0 if parsed_any else 1
+
+
+def cmd_drivers(args: argparse.Namespace) -> int:
+    """List the analyzer drivers."""
+    for name, spec in sorted(drivers.REGISTRY.items()):
+        print(f"{name:20} {spec.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="lis-gateway",
+        description="Laboratory analyzer gateway: ASTM/HL7 analyzers in, results to the HIS.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("parse", help="decode wire captures and print results as JSON lines",
+                       description=(
+                           "Decode captures (wire recordings, raw E1381 bytes, or bare "
+                           "records one per line) and print one JSON object per result. "
+                           "Problems go to standard error with their position. The exit "
+                           "status is non-zero only when nothing could be parsed."))
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--driver", type=_driver, default=drivers.get("generic-astm"),
+                   help="analyzer driver (default: generic-astm; see 'lis-gateway drivers')")
+    p.add_argument("--encoding", type=_encoding, default=None,
+                   help="character encoding (default: the driver's, usually latin-1)")
+    p.add_argument("--accept-bad-checksums", action="store_true",
+                   help="keep frames whose checksum fails, reporting them as warnings")
+    p.add_argument("--repair-line-endings", action="store_true",
+                   help="undo CR/LF damage by terminal servers or capture tools before the "
+                        "checksum check (reported as warnings)")
+    p.set_defaults(func=cmd_parse)
+
+    p = sub.add_parser("drivers", help="list the analyzer drivers")
+    p.set_defaults(func=cmd_drivers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    status: int = args.func(args)
+    return status
