@@ -16,10 +16,14 @@ States (:class:`LinkState`):
   ENQ is contention: the instrument has priority, so the computer yields
   for 20 s and the instrument re-bids after 1 s; no reply in 15 s: EOT.
 * ``AWAITING_FRAME_REPLY``: we sent a frame. ACK: next frame (or EOT when
-  done). NAK or any other character: the same frame again, at most 6 tries,
-  then EOT. EOT: receiver interrupt (the frame counts as accepted); we finish
-  the message being sent, then stop and re-bid after 15 s. No reply in 15 s:
-  EOT and abort.
+  done). NAK: the same frame again, at most 6 tries, then EOT. EOT: receiver
+  interrupt (the frame counts as accepted); we finish the message being sent,
+  then stop and re-bid after 15 s. No reply in 15 s: EOT and abort.
+  **Deliberate departure:** E1381 treats "any other character" as NAK. We
+  ignore it (with a deviation) and let the 15 s timer decide: garbage that
+  precedes a genuine ACK would otherwise cause one extra retransmission,
+  shift every later reply by one frame, and let a stale ACK confirm a frame
+  the receiver never got (found by the lossy-line property test).
 * ``RECEIVING``: the peer has the line. Each frame is checked (checksum on
   the raw bytes, then frame number): good: ACK; the previous frame again
   (our ACK was lost): ACK and discard; bad: NAK. EOT ends the transfer. No
@@ -141,10 +145,8 @@ TRANSITIONS: dict[tuple[LinkState, LinkInput], tuple[str, frozenset[LinkState]]]
         "_frame_acked", frozenset({S.AWAITING_FRAME_REPLY, S.NEUTRAL})),
     (S.AWAITING_FRAME_REPLY, I.RECV_NAK): (
         "_frame_refused", frozenset({S.AWAITING_FRAME_REPLY, S.NEUTRAL})),
-    (S.AWAITING_FRAME_REPLY, I.RECV_OTHER): (
-        "_frame_refused", frozenset({S.AWAITING_FRAME_REPLY, S.NEUTRAL})),
-    (S.AWAITING_FRAME_REPLY, I.RECV_ENQ): (
-        "_frame_refused", frozenset({S.AWAITING_FRAME_REPLY, S.NEUTRAL})),
+    (S.AWAITING_FRAME_REPLY, I.RECV_OTHER): ("_stray_reply", frozenset({S.AWAITING_FRAME_REPLY})),
+    (S.AWAITING_FRAME_REPLY, I.RECV_ENQ): ("_stray_reply", frozenset({S.AWAITING_FRAME_REPLY})),
     (S.AWAITING_FRAME_REPLY, I.RECV_EOT): (
         "_interrupted", frozenset({S.AWAITING_FRAME_REPLY, S.NEUTRAL})),
     (S.AWAITING_FRAME_REPLY, I.TIMEOUT): ("_frame_timeout", frozenset({S.NEUTRAL})),
@@ -408,6 +410,9 @@ class LinkConnection:
             self._dispatch(I.FRAME_WITHOUT_ENQ, now, token)
             self._dispatch(self._classify_frame(token), now, token)
         else:
+            if self.state in (LinkState.NEUTRAL, LinkState.AWAITING_ENQ_REPLY):
+                self._events.append(Deviation(DeviationKind.DATA_IGNORED,
+                                              f"frame in state {self.state.value}", token.offset))
             self._dispatch(I.RECV_OTHER, now, token)
 
     def _noise(self, token: Token, now: float) -> None:
@@ -564,6 +569,12 @@ class LinkConnection:
         if self._attempts >= self.config.max_attempts:
             return self._abort_sending(AbortReason.RETRIES_EXHAUSTED)
         self._send_current_frame(now)
+        return S.AWAITING_FRAME_REPLY
+
+    def _stray_reply(self, now: float) -> LinkState:
+        token = self._token
+        self._events.append(Deviation(DeviationKind.DATA_IGNORED, "stray bytes awaiting a reply",
+                                      token.offset if token else 0))
         return S.AWAITING_FRAME_REPLY
 
     def _frame_timeout(self, now: float) -> LinkState:
