@@ -45,7 +45,7 @@ def test_encode_frame_lowercase_and_no_checksum_dialects() -> None:
 
 def test_latin1_text_verifies_on_raw_bytes() -> None:
     """A Latin-1 'É' (0xC9) is summed as a byte and never causes a mismatch."""
-    frame = encode_frame(1, "P|1||NGUYỄN".encode("utf-8") + "É".encode("latin-1") + b"\r",
+    frame = encode_frame(1, "P|1||NGUYỄN".encode() + "É".encode("latin-1") + b"\r",
                          final=True)
     checked = check_frame(frame[:-2], ChecksumMode.STRICT)
     assert checked.checksum_ok and checked.text.endswith(b"\xc9\r")

@@ -1,0 +1,103 @@
+"""`lis-gateway parse`: JSON lines out, problems on stderr, exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lis_gateway.astm.frames import encode_frame
+from lis_gateway.cli import main
+from lis_gateway.wire import WireRecorder
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "astm"
+
+
+def test_parse_prints_one_json_object_per_result(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each result is a JSON line with the documented keys; exit status 0."""
+    assert main(["parse", str(FIXTURES / "roche_3.bin")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [json.loads(line) for line in lines]
+    expected = json.loads((FIXTURES / "roche_3.expected.json").read_text())["results"]
+    assert len(rows) == len(expected)
+    for row, exp in zip(rows, expected, strict=True):
+        assert {k: row[k] for k in exp} == exp
+        assert isinstance(row["flags"], list)
+
+
+def test_generic_astm_test_code_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`^^^GLU` gives GLU, `^^^^WBC^1` gives WBC, a field without components is taken whole."""
+    records = (b"H|\\^&\rP|1\rO|1|SID-1^rack^3\r"
+               b"R|1|^^^GLU|5.5\rR|2|^^^^WBC^1|7.1\rR|3|ABO|A\rL|1|N\r")
+    path = tmp_path / "bare.txt"
+    path.write_bytes(records.replace(b"\r", b"\n"))
+    assert main(["parse", str(path)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["sample_id"], r["test"], r["value"]) for r in rows] == [
+        ("SID-1", "GLU", "5.5"), ("SID-1", "WBC", "7.1"), ("SID-1", "ABO", "A")]
+
+
+def test_problems_go_to_stderr_with_positions(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad checksum is reported on stderr with its byte offset; results still print."""
+    assert main(["parse", str(FIXTURES / "roche_4_bad_checksum.bin")]) == 0
+    captured = capsys.readouterr()
+    assert "offset" in captured.err and "bad-checksum" in captured.err
+    assert captured.out.strip()
+
+
+def test_nothing_parsed_gives_nonzero_status(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Only when no file yields a message is the exit status non-zero."""
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x05\x02garbage")
+    assert main(["parse", str(junk)]) == 1
+    assert "no message could be parsed" in capsys.readouterr().err
+    assert main(["parse", str(junk), str(FIXTURES / "roche_1.bin")]) == 0
+
+
+def test_unreadable_file_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing file is named on stderr; the status says nothing was parsed."""
+    assert main(["parse", str(tmp_path / "missing.bin")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_encoding_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--encoding utf-8 decodes Vietnamese units and values correctly."""
+    text = "H|\\^&\rP|1\rO|1|S9\rR|1|^^^HBSAG|Âm tính|\rL|1|N\r".encode()
+    path = tmp_path / "utf8.bin"
+    path.write_bytes(b"\x05" + encode_frame(1, text, final=True) + b"\x04")
+    assert main(["parse", "--encoding", "utf-8", str(path)]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["value"] == "Âm tính"
+
+
+def test_wire_recording_is_accepted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A wire recording (rx and tx chunks) parses like the raw bytes it holds."""
+    raw = (FIXTURES / "beckman_1.bin").read_bytes()
+    path = tmp_path / "link.wire.jsonl"
+    with path.open("wb") as stream:
+        rec = WireRecorder(stream, "access2", 100.0)
+        for i in range(0, len(raw), 7):
+            rec.record("rx", raw[i:i + 7], 100.0 + i / 1000)
+            rec.record("tx", b"\x06", 100.0 + i / 1000)
+    assert main(["parse", str(path)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["test"] for r in rows] == ["TSH3"]
+
+
+def test_unknown_driver_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A misspelt driver name lists the known ones."""
+    with pytest.raises(SystemExit) as exc:
+        main(["parse", "--driver", "nope", "x"])
+    assert exc.value.code == 2
+    assert "generic-astm" in capsys.readouterr().err
+
+
+def test_console_script_runs() -> None:
+    """`python -m lis_gateway --help` lists the parse command."""
+    out = subprocess.run([sys.executable, "-m", "lis_gateway", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "parse" in out
