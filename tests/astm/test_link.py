@@ -77,7 +77,7 @@ def test_several_messages_share_one_session() -> None:
 
 
 def test_contention_instrument_wins_computer_waits_20s() -> None:
-    """Both bid at once: the instrument re-bids after 1 s and goes first; the computer after 20 s."""
+    """Both bid at once: the instrument re-bids after 1 s and goes first; the computer at 20 s."""
     pair = LinkPair()
     pair.instrument.send(SHORT, 0)
     pair.computer.send(LONG, 0)
