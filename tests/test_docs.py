@@ -1,0 +1,16 @@
+"""Generated documentation stays in step with the code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_link_state_table_doc_is_current() -> None:
+    """docs/link-states.md equals what docs/make_state_table.py renders from the code."""
+    out = subprocess.run([sys.executable, str(ROOT / "docs" / "make_state_table.py")],
+                         capture_output=True, text=True, check=True).stdout
+    assert (ROOT / "docs" / "link-states.md").read_text() == out
