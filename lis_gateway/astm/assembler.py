@@ -58,6 +58,20 @@ class IncompleteTransmission:
 AssemblerEvent = AstmMessage | IncompleteTransmission
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The assembler's state before one :meth:`MessageAssembler.add_text` call."""
+
+    pending: bytes
+    pending_offset: int
+    msg: _Building | None
+    msg_lines: int
+    msg_problems: int
+    msg_terminated: bool
+    ready: tuple[_Building, ...]
+    mid_block: bool
+
+
 @dataclass
 class _Building:
     lines: list[bytes] = field(default_factory=list)
@@ -120,6 +134,31 @@ class MessageAssembler:
         if block_end:
             return self._flush_ready()
         return []
+
+    def checkpoint(self) -> Checkpoint:
+        """Remember the current state, to undo the next :meth:`add_text` (cost O(1)).
+
+        Used when the frame that completed a message is refused (NAK) after
+        all, because it could not be stored: the analyzer sends it again and
+        its text must not be added twice.
+        """
+        msg = self._msg
+        return Checkpoint(bytes(self._pending), self._pending_offset, msg,
+                          len(msg.lines) if msg else 0, len(msg.problems) if msg else 0,
+                          msg.terminated if msg else False, tuple(self._ready), self._mid_block)
+
+    def rollback(self, cp: Checkpoint) -> None:
+        """Return to the state saved by :meth:`checkpoint` (records are only ever
+        appended, so truncating them restores the earlier state exactly)."""
+        self._pending[:] = cp.pending
+        self._pending_offset = cp.pending_offset
+        self._msg = cp.msg
+        if cp.msg is not None:
+            del cp.msg.lines[cp.msg_lines:]
+            del cp.msg.problems[cp.msg_problems:]
+            cp.msg.terminated = cp.msg_terminated
+        self._ready = list(cp.ready)
+        self._mid_block = cp.mid_block
 
     def end_transfer(self, *, aborted: str | None = None) -> list[AssemblerEvent]:
         """The transfer ended: normally with EOT (``aborted=None``) or abnormally.

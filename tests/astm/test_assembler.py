@@ -131,3 +131,26 @@ def test_unknown_encoding_is_refused_at_construction() -> None:
     """A misspelt encoding fails when the link is configured, not on the first message."""
     with pytest.raises(LookupError):
         MessageAssembler("latin-9x")
+
+
+def test_rollback_undoes_the_frame_that_completed_a_message() -> None:
+    """After a rollback the same frame text can be added again without doubling."""
+    asm = MessageAssembler()
+    asm.add_text(b"H|\\^&\rP|1\rO|1|S1\rR|1|^^^A|", block_end=False)
+    cp = asm.checkpoint()
+    (first,) = only_messages(asm.add_text(b"1\rL|1|N\r", block_end=True))
+    asm.rollback(cp)
+    (again,) = only_messages(asm.add_text(b"1\rL|1|N\r", block_end=True))
+    assert again.raw == first.raw == b"H|\\^&\rP|1\rO|1|S1\rR|1|^^^A|1\rL|1|N\r"
+
+
+def test_rollback_of_a_frame_that_started_a_new_message() -> None:
+    """Rolling back restores an open message whose records were being added."""
+    asm = MessageAssembler()
+    asm.add_text(b"H|\\^&\rP|1\r", block_end=True)
+    cp = asm.checkpoint()
+    asm.add_text(b"O|1|S1\rR|1|^^^A|1\r", block_end=True)
+    asm.rollback(cp)
+    asm.add_text(b"O|1|S2\r", block_end=True)
+    (msg,) = only_messages(asm.add_text(b"L|1\r", block_end=True))
+    assert msg.raw == b"H|\\^&\rP|1\rO|1|S2\rL|1\r"
