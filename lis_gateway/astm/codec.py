@@ -8,9 +8,8 @@ sends must be in a legal order and encodable, or :class:`RecordError` is raised.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .delimiters import DEFAULT, Delimiters
 from .errors import RecordError, RecordOrderError
@@ -91,10 +90,12 @@ def decode_record(text: str, delimiters: Delimiters = DEFAULT) -> Record:
     if cls is None:
         return UnknownRecord(letter, tuple(parts[1:]), len(parts))
     names = FIELD_NAMES[cls]
-    values = parts[1:1 + len(names)]
-    values += [""] * (len(names) - len(values))
-    kwargs: dict[str, Any] = dict(zip(names, values, strict=True))
-    return cls(**kwargs, extra=tuple(parts[1 + len(names):]), field_count=len(parts))
+    n = len(names)
+    values = parts[1:1 + n]
+    if len(values) < n:
+        values += [""] * (n - len(values))
+    factory: Callable[..., Record] = cls  # positional: every field is a str, in order
+    return factory(*values, extra=tuple(parts[1 + n:]), field_count=len(parts))
 
 
 def encode_record(record: Record, delimiters: Delimiters = DEFAULT) -> str:

@@ -185,9 +185,15 @@ def check_frame(raw: bytes, mode: ChecksumMode, *, repair_line_endings: bool = F
     return CheckedFrame(fn, text, final, False, False, received, expected)
 
 
+_RESTRICTED_RE = re.compile(b"[" + b"".join(re.escape(bytes((c,))) for c in sorted(RESTRICTED))
+                            + b"]")
+
+
 def restricted_characters(text: bytes) -> list[int]:
     """Offsets in ``text`` of characters E1381 forbids in frame text."""
-    return [i for i, b in enumerate(text) if b in RESTRICTED]
+    if _RESTRICTED_RE.search(text) is None:  # the usual case, at C speed
+        return []
+    return [m.start() for m in _RESTRICTED_RE.finditer(text)]
 
 
 class TokenKind(enum.Enum):
@@ -196,7 +202,7 @@ class TokenKind(enum.Enum):
     CONTROL = "control"  #: a single control byte outside a frame (ENQ, ACK, NAK, EOT)
     FRAME = "frame"  #: a complete frame STX…ETB|ETX [C1 C2]
     BROKEN_FRAME = "broken-frame"  #: a frame cut short by STX/EOT/ENQ or over the size limit
-    NOISE = "noise"  #: other bytes outside a frame (trailers, garbage)
+    NOISE = "noise"  #: other bytes outside a frame (garbage; CR, LF and NUL are dropped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +283,7 @@ class FrameScanner:
     def _outside(self, data: bytes, i: int, base: int, out: list[Token]) -> int:
         m = _OUTSIDE.search(data, i)
         j = m.start() if m else len(data)
-        if j > i:
+        if j > i and data[i:j].strip(b"\r\n\x00"):  # frame trailers are not noise
             if not self._noise:
                 self._noise_start = base + i
             self._noise += data[i:j]

@@ -271,6 +271,10 @@ class LinkConnection:
         self._token: Token | None = None
         self._checked = check_frame(b"\x021\x03", ChecksumMode.NONE)  # placeholder until a frame
         self._now = 0.0
+        self._actions: dict[tuple[LinkState, LinkInput],
+                            tuple[Callable[[float], LinkState], frozenset[LinkState]]] = {
+            key: (getattr(self, method), allowed)
+            for key, (method, allowed) in TRANSITIONS.items()}
 
     # ------------------------------------------------------------------ API
 
@@ -388,12 +392,11 @@ class LinkConnection:
             self._events.append(UnexpectedInput(self.state.value, inp.value))
             self._reset_to_neutral(now)
             return
-        method, allowed = row
+        action, allowed = self._actions[(self.state, inp)]
         self._token = token
-        action: Callable[[float], LinkState] = getattr(self, method)
         new_state = action(now)
         if new_state not in allowed:  # a bug in this file, never a peer fault
-            raise RuntimeError(f"{method} chose {new_state} outside {allowed}")
+            raise RuntimeError(f"{row[0]} chose {new_state} outside {allowed}")
         self.state = new_state
 
     def _process_token(self, token: Token, now: float) -> None:

@@ -150,24 +150,21 @@ FRAME_2 = encode_frame(2, b"R|1|^^^GLU|5.5|mmol/L\r", final=False)
 SCANNER_CASES = [
     # (input, expected tokens)
     (ENQ, [(TokenKind.CONTROL, ENQ)]),
-    (FRAME_1, [(TokenKind.FRAME, FRAME_1[:-2]), (TokenKind.NOISE, b"\r\n")]),
+    (FRAME_1, [(TokenKind.FRAME, FRAME_1[:-2])]),
     (ENQ + FRAME_1 + FRAME_2 + EOT,
-     [(TokenKind.CONTROL, ENQ), (TokenKind.FRAME, FRAME_1[:-2]), (TokenKind.NOISE, b"\r\n"),
-      (TokenKind.FRAME, FRAME_2[:-2]), (TokenKind.NOISE, b"\r\n"), (TokenKind.CONTROL, EOT)]),
+     [(TokenKind.CONTROL, ENQ), (TokenKind.FRAME, FRAME_1[:-2]),
+      (TokenKind.FRAME, FRAME_2[:-2]), (TokenKind.CONTROL, EOT)]),
     # a frame cut off by EOT is broken, and the EOT still counts
     (STX + b"1R|1|^^^GL" + EOT,
      [(TokenKind.BROKEN_FRAME, STX + b"1R|1|^^^GL"), (TokenKind.CONTROL, EOT)]),
     # a frame cut off by a new STX: the new frame is read whole
     (STX + b"1R|1" + FRAME_1,
-     [(TokenKind.BROKEN_FRAME, STX + b"1R|1"), (TokenKind.FRAME, FRAME_1[:-2]),
-      (TokenKind.NOISE, b"\r\n")]),
+     [(TokenKind.BROKEN_FRAME, STX + b"1R|1"), (TokenKind.FRAME, FRAME_1[:-2])]),
     # garbage before a frame
-    (b"xyz" + FRAME_1, [(TokenKind.NOISE, b"xyz"), (TokenKind.FRAME, FRAME_1[:-2]),
-                        (TokenKind.NOISE, b"\r\n")]),
+    (b"xyz" + FRAME_1, [(TokenKind.NOISE, b"xyz"), (TokenKind.FRAME, FRAME_1[:-2])]),
     # a frame over 247 bytes is still one frame
     (encode_frame(1, b"M|1|" + b"A" * 26000 + b"\r", final=True),
-     [(TokenKind.FRAME, encode_frame(1, b"M|1|" + b"A" * 26000 + b"\r", final=True)[:-2]),
-      (TokenKind.NOISE, b"\r\n")]),
+     [(TokenKind.FRAME, encode_frame(1, b"M|1|" + b"A" * 26000 + b"\r", final=True)[:-2])]),
     # checksum characters that happen to be control-like are still read as checksum
     (STX + b"1A" + ETX + b"0" + b"5", [(TokenKind.FRAME, STX + b"1A" + ETX + b"05")]),
 ]
