@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +53,30 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0 if parsed_any else 1
 
 
+def _logging(args: argparse.Namespace) -> None:
+    from lis_gateway import logconfig
+
+    logconfig.configure(json=args.log_format == "json", level=args.log_level)
+    logconfig.forward_twisted_logs()
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    """Run one analyzer link and print every result as a JSON line."""
+    from lis_gateway import receive
+
+    _logging(args)
+    return receive.run_receive(receive.links_from_args(args), sys.stdout,
+                               duration=args.duration)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the gateway with simulated analyzers on TCP and on a serial pty."""
+    from lis_gateway import demo
+
+    _logging(args)
+    return demo.run_demo(args)
+
+
 def cmd_drivers(args: argparse.Namespace) -> int:
     """List the analyzer drivers."""
     for name, spec in sorted(drivers.REGISTRY.items()):
@@ -65,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lis-gateway",
         description="Laboratory analyzer gateway: ASTM/HL7 analyzers in, results to the HIS.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-format", choices=("console", "json"),
+                        default=os.environ.get("LIS_GATEWAY_LOG_FORMAT", "console"),
+                        help="log lines for people (console) or for journald/collectors "
+                             "(json); default from LIS_GATEWAY_LOG_FORMAT, else console")
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"), help="default: info")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("parse", help="decode wire captures and print results as JSON lines",
@@ -84,6 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="undo CR/LF damage by terminal servers or capture tools before the "
                         "checksum check (reported as warnings)")
     p.set_defaults(func=cmd_parse)
+
+    from lis_gateway import demo, receive
+
+    p = sub.add_parser("receive", help="listen to one analyzer and print its results",
+                       description=(
+                           "Run one analyzer link (TCP server, TCP client or serial port) "
+                           "and print one JSON line per result on standard output; status "
+                           "and logs go to standard error. Stops on Ctrl-C or SIGTERM."))
+    receive.add_arguments(p)
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="stop by itself after this many seconds")
+    p.set_defaults(func=cmd_receive)
+
+    p = sub.add_parser("demo", help="run the gateway with simulated analyzers",
+                       description=(
+                           "Start the gateway with a TCP link and a serial link (on a "
+                           "pseudo-terminal), each fed by a simulated analyzer, and print "
+                           "the parsed results. Ctrl-C stops everything."))
+    demo.add_arguments(p)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("drivers", help="list the analyzer drivers")
     p.set_defaults(func=cmd_drivers)

@@ -1,0 +1,388 @@
+"""Twisted protocols around the sans-IO ASTM core.
+
+:class:`AstmLinkProtocol` drives one :class:`~lis_gateway.astm.link.LinkConnection`
+(E1381 framing) and :class:`BareRecordProtocol` reads E1394 records with no
+link layer. Both only feed bytes in, route events out and write bytes:
+
+* Every byte is given to the wire recorder *before* anything else looks at it
+  (received bytes first thing in ``dataReceived``, sent bytes just before
+  ``transport.write``), so a recording replays exactly what crossed the wire.
+* Durable before acknowledged: the link always runs in manual-ack mode. A
+  frame that completes no message is ACKed at once; the frame that completes
+  one is ACKed only after the sink's Deferred fires, and NAKed if it fails
+  (the analyzer then sends the same frame again and nothing is lost).
+* One ``IDelayedCall`` is re-armed after every turn at ``link.get_timer()``
+  (aioquic's ``transmit``/``_handle_timer``); time always comes from the
+  injected clock.
+* Logs carry event kinds, offsets, lengths and reasons, never record text.
+
+Each protocol owns the recorder it is given and closes it when the
+connection is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+from twisted.internet.defer import FirstError, gatherResults, maybeDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+
+from lis_gateway.astm.assembler import (
+    AssemblerEvent,
+    AstmMessage,
+    Checkpoint,
+    MessageAssembler,
+)
+from lis_gateway.astm.events import (
+    AbortReason,
+    BidDeferred,
+    Deviation,
+    DuplicateFrame,
+    Event,
+    FrameAccepted,
+    FrameRejected,
+    MessageSent,
+    SendFailed,
+    TransferAborted,
+    TransferEnded,
+    TransferStarted,
+    UnexpectedInput,
+)
+from lis_gateway.astm.link import LinkConfig, LinkConnection
+from lis_gateway.wire import WireRecorder
+
+from .sink import Sink
+
+#: Events that are only logged: (log event name, level). Their fields hold
+#: numbers, enums and short technical details, never record text.
+_LOGGED_EVENTS: dict[type, tuple[str, str]] = {
+    TransferStarted: ("transfer-started", "debug"),
+    FrameRejected: ("frame-rejected", "warning"),
+    DuplicateFrame: ("duplicate-frame", "info"),
+    BidDeferred: ("bid-deferred", "info"),
+    Deviation: ("deviation", "info"),
+    UnexpectedInput: ("unexpected-input", "warning"),
+}
+
+#: Bare-record links: a "record" longer than this without a line break is garbage.
+MAX_BARE_RECORD = 1 << 20
+
+
+def _failure_kind(failure: Failure) -> str:
+    """The exception class name behind a failure (its message may hold patient data)."""
+    if isinstance(failure.value, FirstError):
+        failure = failure.value.subFailure
+    return failure.type.__qualname__ if failure.type is not None else "unknown"
+
+
+class _RecordedLinkProtocol(Protocol):
+    """What both link protocols share: clock, sink, recorder and logger."""
+
+    def __init__(self, clock: IReactorTime, sink: Sink, recorder: WireRecorder | None,
+                 log: FilteringBoundLogger | None) -> None:
+        self._clock = clock
+        self._sink = sink
+        self._recorder = recorder
+        self._log: FilteringBoundLogger = (
+            log if log is not None else structlog.get_logger("lis_gateway.link"))
+        self._closed = False
+
+    @property
+    def is_connected(self) -> bool:
+        """``True`` between ``connectionMade`` and ``connectionLost``."""
+        return self.transport is not None and not self._closed
+
+    def connectionMade(self) -> None:
+        """Note the new connection in the recording and the log."""
+        if self._recorder is not None:
+            self._recorder.note("connected", self._clock.seconds())
+        self._log.info("link-connected")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Note the loss, then close the recorder this protocol owns."""
+        self._closed = True
+        why = reason.getErrorMessage()
+        if self._recorder is not None:
+            self._recorder.note(f"connection lost: {why}", self._clock.seconds())
+            self._recorder.close()
+            self._recorder = None
+        self._log.info("link-disconnected", reason=why)
+
+    def _record(self, direction: str, data: bytes, t: float) -> None:
+        if self._recorder is not None:
+            self._recorder.record(direction, data, t)
+
+    def _write(self, data: bytes) -> None:
+        if not data or self.transport is None or self._closed:
+            return
+        self._record("tx", data, self._clock.seconds())
+        self.transport.write(data)
+
+    def _finish(self, items: Iterable[AssemblerEvent]) -> None:
+        """Hand over what no held ACK depends on (end of transfer, bare records)."""
+        for item in items:
+            if isinstance(item, AstmMessage):
+                self._log_message(item, acked=False)
+                d = maybeDeferred(self._sink.message_received, item)
+                d.addErrback(self._log_unacked_failure, item.offset)
+            else:
+                self._log.warning("incomplete-transmission", offset=item.offset,
+                                  length=len(item.raw), reason=item.reason)
+                self._sink.incomplete(item)
+
+    def _log_message(self, msg: AstmMessage, *, acked: bool) -> None:
+        self._log.info("message-received", offset=msg.offset, length=len(msg.raw),
+                       records=len(msg.decoded.records), problems=len(msg.problems),
+                       terminated=msg.terminated, ack_held=acked)
+
+    def _log_unacked_failure(self, failure: Failure, offset: int) -> None:
+        # Nothing can be NAKed any more: the bytes are in the wire recording.
+        self._log.error("message-not-stored", offset=offset, error=_failure_kind(failure),
+                        acknowledged=False)
+
+
+class AstmLinkProtocol(_RecordedLinkProtocol):
+    """One E1381 link (a TCP connection or a serial line) around ``LinkConnection``.
+
+    Args:
+        config: the link dialect; it always runs with ``manual_ack=True``.
+        clock: the time source and timer scheduler.
+        encoding: character encoding of record text.
+        sink: where messages and send outcomes go.
+        recorder: the wire recorder for this connection (closed on disconnect).
+        log: a logger bound per link (analyzer, transport, session).
+    """
+
+    def __init__(self, config: LinkConfig, clock: IReactorTime, encoding: str, sink: Sink,
+                 recorder: WireRecorder | None = None,
+                 log: FilteringBoundLogger | None = None) -> None:
+        super().__init__(clock, sink, recorder, log)
+        self.link = LinkConnection(dataclasses.replace(config, manual_ack=True))
+        self._assembler = MessageAssembler(encoding)
+        self._timer: IDelayedCall | None = None
+        self._timer_at: float | None = None
+        self._hold: object | None = None  # token of the frame whose ACK waits for the sink
+        self._refused = False  # we NAKed a frame that has not come again yet
+        self._in_turn = False
+
+    # --------------------------------------------------------------- Twisted
+
+    def connectionMade(self) -> None:
+        """Write anything queued before the connection existed, arm the timer."""
+        super().connectionMade()
+        self._turn()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Record the bytes, feed them to the link, then run one turn."""
+        now = self._clock.seconds()
+        self._record("rx", data, now)
+        self.link.receive_data(data, now)
+        self._turn()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Void any transfer, hand back unsent messages, stop the timer."""
+        self._closed = True
+        self._hold = None
+        self.link.connection_lost(self._clock.seconds())
+        self._turn()
+        self._cancel_timer()
+        super().connectionLost(reason)
+
+    # ------------------------------------------------------------------- API
+
+    def send_message(self, message: bytes) -> None:
+        """Queue E1394 text (records ending in CR) for sending to the peer.
+
+        The outcome arrives later as ``sink.message_sent`` or ``sink.send_failed``.
+        """
+        if self._closed:
+            self._log.warning("send-failed", reason=AbortReason.CONNECTION_LOST.value,
+                              messages=1)
+            self._sink.send_failed((message,), AbortReason.CONNECTION_LOST)
+            return
+        self.link.send(message, self._clock.seconds())
+        self._turn()
+
+    # ------------------------------------------------------------------ turn
+
+    def _turn(self) -> None:
+        """Drain output and events until the link is quiet, then re-arm the timer."""
+        if self._in_turn or self.transport is None:
+            return  # the outer turn picks up whatever this call would have done
+        self._in_turn = True
+        try:
+            while True:
+                self._write(self.link.data_to_send())
+                events = self.link.events()
+                if not events:
+                    break
+                for event in events:
+                    self._route(event)
+        finally:
+            self._in_turn = False
+        self._rearm()
+
+    def _rearm(self) -> None:
+        when = None if self._closed else self.link.get_timer()
+        if self._timer is not None and when == self._timer_at:
+            return
+        self._cancel_timer()
+        if when is not None:
+            self._timer_at = when
+            delay = max(0.0, when - self._clock.seconds())
+            self._timer = self._clock.callLater(delay, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        due = self._timer_at
+        self._timer = None
+        self._timer_at = None
+        now = self._clock.seconds()
+        # The reactor fired the call, so it is due; max() absorbs float rounding
+        # in "now + (when - now)" that would otherwise make the core wait again.
+        self.link.handle_timer(now if due is None else max(now, due))
+        self._turn()
+
+    # --------------------------------------------------------------- routing
+
+    def _route(self, event: Event) -> None:
+        match event:
+            case FrameAccepted():
+                self._on_frame(event)
+            case TransferEnded():
+                self._log.debug("transfer-ended", offset=event.offset)
+                reason = "sender ended after a refused frame" if self._refused else None
+                self._refused = False
+                self._finish(self._assembler.end_transfer(aborted=reason))
+            case TransferAborted():
+                self._log.warning("transfer-aborted", reason=event.reason.value,
+                                  detail=event.detail)
+                self._hold = None
+                self._refused = False
+                self._finish(self._assembler.end_transfer(aborted=event.reason.value))
+            case MessageSent():
+                self._log.info("message-sent", length=len(event.message))
+                self._sink.message_sent(event.message)
+            case SendFailed():
+                self._log.warning("send-failed", reason=event.reason.value,
+                                  messages=len(event.messages))
+                self._sink.send_failed(event.messages, event.reason)
+            case _:
+                self._log_event(event)
+
+    def _log_event(self, event: Event) -> None:
+        known = _LOGGED_EVENTS.get(type(event))
+        if known is None:  # a newer core event: its fields are unknown, so log only its kind
+            self._log.info("link-event", kind=type(event).__name__)
+            return
+        name, level = known
+        fields = {k: getattr(v, "value", v) for k, v in dataclasses.asdict(event).items()}
+        getattr(self._log, level)(name, **fields)
+
+    def _on_frame(self, event: FrameAccepted) -> None:
+        self._log.debug("frame-accepted", fn=event.fn, offset=event.offset,
+                        length=len(event.text), final=event.final)
+        self._refused = False
+        # The frame may be refused later (NAK) and then sent again: remember the
+        # assembler as it was before this frame so the resent text is not doubled.
+        before = self._assembler.checkpoint() if event.held else None
+        items = self._assembler.add_text(event.text, block_end=event.final,
+                                         offset=event.offset)
+        messages = [item for item in items if isinstance(item, AstmMessage)]
+        self._finish(item for item in items if not isinstance(item, AstmMessage))
+        if before is None:  # not held: nothing waits for the sink
+            self._finish(messages)
+            return
+        if not messages:
+            self.link.acknowledge(self._clock.seconds())
+            return
+        token = object()
+        self._hold = token
+        for msg in messages:
+            self._log_message(msg, acked=True)
+        d = gatherResults(
+            [maybeDeferred(self._sink.message_received, msg) for msg in messages],
+            consumeErrors=True)
+        d.addCallbacks(self._release_ack, self._refuse_frame,
+                       callbackArgs=(token,), errbackArgs=(token, before))
+
+    def _release_ack(self, _result: object, token: object) -> None:
+        if self._hold is not token:
+            self._log.warning("ack-dropped", reason="transfer ended before the sink finished")
+            return
+        self._hold = None
+        self.link.acknowledge(self._clock.seconds())
+        self._turn()
+
+    def _refuse_frame(self, failure: Failure, token: object, before: Checkpoint) -> None:
+        if self._hold is not token:
+            self._log.error("message-not-stored", error=_failure_kind(failure),
+                            acknowledged=False, reason="transfer already ended")
+            return
+        self._log.error("message-not-stored", error=_failure_kind(failure), answer="nak")
+        self._hold = None
+        self._assembler.rollback(before)
+        self._refused = True
+        self.link.reject(self._clock.seconds())
+        self._turn()
+
+
+class BareRecordProtocol(_RecordedLinkProtocol):
+    """E1394 records with no E1381 link layer (``Framing.BARE``, TCP only).
+
+    Records end with CR, LF or CR LF; a message ends at its L record; what is
+    left when the connection closes is handed over by ``end_transfer()``.
+    There is no acknowledgement to hold: a sink failure is logged and the
+    bytes stay in the wire recording.
+
+    Args:
+        clock: the time source (for recording timestamps).
+        encoding: character encoding of record text.
+        sink: where messages go.
+        recorder: the wire recorder for this connection (closed on disconnect).
+        log: a logger bound per link (analyzer, transport, session).
+    """
+
+    def __init__(self, clock: IReactorTime, encoding: str, sink: Sink,
+                 recorder: WireRecorder | None = None,
+                 log: FilteringBoundLogger | None = None) -> None:
+        super().__init__(clock, sink, recorder, log)
+        self._assembler = MessageAssembler(encoding, any_newline=True)
+        self._buffer = bytearray()
+        self._offset = 0  # link offset of the first byte in the buffer
+
+    def dataReceived(self, data: bytes) -> None:
+        """Record the bytes and feed every complete line to the assembler."""
+        self._record("rx", data, self._clock.seconds())
+        self._buffer += data
+        cut = max(self._buffer.rfind(b"\r"), self._buffer.rfind(b"\n")) + 1
+        if cut:
+            self._feed(cut, block_end=True)
+        if len(self._buffer) > MAX_BARE_RECORD and self.transport is not None:
+            self._log.error("record-too-long", offset=self._offset, length=len(self._buffer))
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """The sender is done: deliver what is complete, keep the rest as incomplete."""
+        self._closed = True
+        if self._buffer:
+            self._feed(len(self._buffer), block_end=True)
+        self._finish(self._assembler.end_transfer())
+        super().connectionLost(reason)
+
+    def _feed(self, cut: int, *, block_end: bool) -> None:
+        text = bytes(self._buffer[:cut])
+        del self._buffer[:cut]
+        items = self._assembler.add_text(text, block_end=block_end, offset=self._offset)
+        self._offset += cut
+        self._finish(items)

@@ -1,0 +1,145 @@
+"""TCP transports for analyzer links.
+
+* :class:`LinkServerService`: the analyzer connects in. Each accepted
+  connection gets a fresh protocol (and with it a fresh wire recorder) from
+  the link's :data:`ProtocolBuilder`.
+* :func:`make_client_service`: the gateway connects out and reconnects with
+  ``backoffPolicy`` on Twisted's :class:`ClientService`, clock injected.
+
+Neither knows about drivers or ASTM: the composition root (``service.py``)
+decides which protocol a link speaks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IReactorTime,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+
+#: Builds the protocol of one connection, given a session id for the logs.
+ProtocolBuilder = Callable[[str], Protocol]
+
+#: Reconnect delays (seconds) for a given number of failed attempts in a row.
+RetryPolicy = Callable[[int], float]
+
+
+def default_retry_policy() -> RetryPolicy:
+    """The reconnect policy for analyzer links: 1 s growing to at most 60 s."""
+    return backoffPolicy(initialDelay=1.0, maxDelay=60.0, factor=1.5)
+
+
+class LinkFactory(Factory[Protocol]):
+    """Gives every connection a fresh protocol with its own session id.
+
+    Args:
+        build: the link's protocol builder.
+        log: logger bound to the link.
+    """
+
+    def __init__(self, build: ProtocolBuilder, log: FilteringBoundLogger | None = None) -> None:
+        self._build = build
+        self._sessions = itertools.count(1)
+        self._log: FilteringBoundLogger = (
+            log if log is not None else structlog.get_logger("lis_gateway.tcp"))
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        """Build the protocol for a new connection from or to ``addr``."""
+        session = str(next(self._sessions))
+        peer = f"{getattr(addr, 'host', '?')}:{getattr(addr, 'port', '?')}"
+        self._log.info("tcp-connection", session=session, peer=peer)
+        return self._build(session)
+
+
+class LinkServerService(Service):
+    """Listens for analyzer connections while running.
+
+    Args:
+        endpoint: where to listen (``TCP4ServerEndpoint(reactor, port, interface=host)``).
+        factory: usually a :class:`LinkFactory`.
+        log: logger bound to the link.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: LinkFactory,
+                 log: FilteringBoundLogger | None = None) -> None:
+        self._endpoint = endpoint
+        self._factory = factory
+        self._log: FilteringBoundLogger = (
+            log if log is not None else structlog.get_logger("lis_gateway.tcp"))
+        self._port: IListeningPort | None = None
+        self._waiting: list[Deferred[IListeningPort]] = []
+        self._failure: Failure | None = None
+
+    def startService(self) -> None:
+        """Start listening."""
+        super().startService()
+        d = self._endpoint.listen(self._factory)
+        d.addCallbacks(self._listening, self._failed)
+
+    def stopService(self) -> Deferred[None] | None:
+        """Stop listening; connections already accepted stay open."""
+        super().stopService()
+        port, self._port = self._port, None
+        if port is None:
+            return None
+        return port.stopListening()
+
+    def when_listening(self) -> Deferred[IListeningPort]:
+        """A Deferred that fires with the listening port (or the failure to listen)."""
+        d: Deferred[IListeningPort] = Deferred()
+        if self._port is not None:
+            d.callback(self._port)
+        elif self._failure is not None:
+            d.errback(self._failure)
+        else:
+            self._waiting.append(d)
+        return d
+
+    def _listening(self, port: IListeningPort) -> None:
+        self._port = port
+        address = port.getHost()
+        self._log.info("tcp-listening", host=getattr(address, "host", "?"),
+                       port=getattr(address, "port", "?"))
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(port)
+
+    def _failed(self, failure: Failure) -> None:
+        self._failure = failure
+        self._log.error("tcp-listen-failed", error=failure.getErrorMessage())
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(failure)
+
+
+def make_client_service(endpoint: IStreamClientEndpoint, build: ProtocolBuilder,
+                        clock: IReactorTime, *, retry_policy: RetryPolicy | None = None,
+                        log: FilteringBoundLogger | None = None) -> ClientService:
+    """A service that keeps one outgoing connection to an analyzer open.
+
+    Args:
+        endpoint: where the analyzer listens.
+        build: the link's protocol builder (a fresh protocol per connection).
+        clock: schedules reconnection attempts.
+        retry_policy: attempt -> delay; :func:`default_retry_policy` when None.
+        log: logger bound to the link.
+
+    Returns:
+        A ``ClientService`` that reconnects with back-off whenever the
+        connection fails or is lost.
+    """
+    return ClientService(endpoint, LinkFactory(build, log),
+                         retryPolicy=retry_policy or default_retry_policy(), clock=clock)

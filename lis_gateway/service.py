@@ -1,0 +1,227 @@
+"""Composition root: analyzer links -> Twisted services.
+
+:func:`make_service` is shaped like ``twisted/web/tap.py``'s ``makeService``
+so a ``twistd`` plugin can be added later without refactoring. This is the
+only module that imports the global reactor (in :func:`run`) and, with the
+CLI, the only one that imports :mod:`drivers`: each link is wired to its
+``DriverSpec`` here.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred, FirstError, maybeDeferred
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+)
+from twisted.internet.error import ReactorNotRunning
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from drivers import DriverSpec, Framing, SerialDefaults
+from lis_gateway.adapters.astm_protocol import AstmLinkProtocol, BareRecordProtocol
+from lis_gateway.adapters.serial import SerialSupervisor
+from lis_gateway.adapters.sink import Sink
+from lis_gateway.adapters.tcp import (
+    LinkFactory,
+    LinkServerService,
+    ProtocolBuilder,
+    make_client_service,
+)
+from lis_gateway.wire import open_recorder
+
+#: The transports a link may use.
+TRANSPORTS = ("tcp-server", "tcp-client", "serial")
+
+#: Seconds to wait for an outgoing TCP connection before counting it failed.
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """One configured analyzer link.
+
+    Attributes:
+        name: unique link name (logs, recordings, service name).
+        driver: the analyzer family.
+        transport: ``tcp-server`` (analyzer connects in), ``tcp-client``
+            (gateway connects out) or ``serial``.
+        host, port: listen address (server) or analyzer address (client);
+            port 0 listens on an ephemeral port.
+        device: serial device path.
+        baudrate, bytesize, parity, stopbits: serial settings; ``None`` takes
+            the driver's default.
+        record_dir: where wire recordings go; ``None`` records nothing.
+    """
+
+    name: str
+    driver: DriverSpec
+    transport: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    device: str = ""
+    baudrate: int | None = None
+    bytesize: int | None = None
+    parity: str | None = None
+    stopbits: float | None = None
+    record_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"link {self.name!r}: transport {self.transport!r} is not one "
+                             f"of {', '.join(TRANSPORTS)}")
+        if self.transport == "serial" and not self.device:
+            raise ValueError(f"link {self.name!r}: a serial link needs a device")
+        if self.transport == "serial" and self.driver.framing is Framing.BARE:
+            raise ValueError(f"link {self.name!r}: bare-record framing is TCP only")
+
+    def serial_settings(self) -> SerialDefaults:
+        """The serial settings, with the driver's defaults for those left ``None``."""
+        d = self.driver.serial
+        return SerialDefaults(
+            baudrate=d.baudrate if self.baudrate is None else self.baudrate,
+            bytesize=d.bytesize if self.bytesize is None else self.bytesize,
+            parity=d.parity if self.parity is None else self.parity,
+            stopbits=d.stopbits if self.stopbits is None else self.stopbits,
+        )
+
+
+def make_service(links: Sequence[LinkSpec], reactor: Any,
+                 sink_factory: Callable[[LinkSpec], Sink]) -> MultiService:
+    """Build one child service per link, named after the link.
+
+    Args:
+        links: the configured links (names must be unique).
+        reactor: provides IReactorTCP, IReactorTime and IReactorFDSet.
+        sink_factory: gives each link the sink its messages go to.
+
+    Returns:
+        A ``MultiService``; ``getServiceNamed(link.name)`` returns a
+        :class:`LinkServerService`, a ``ClientService`` or a
+        :class:`SerialSupervisor`.
+    """
+    root = MultiService()
+    for link in links:
+        child = _link_service(link, reactor, sink_factory(link))
+        child.setName(link.name)
+        child.setServiceParent(root)
+    return root
+
+
+def _link_service(link: LinkSpec, reactor: Any, sink: Sink) -> IService:
+    log: FilteringBoundLogger = structlog.get_logger("lis_gateway.link").bind(
+        analyzer=link.name, transport=link.transport)
+    build = _protocol_builder(link, reactor, sink, log)
+    if link.transport == "tcp-server":
+        endpoint_type = TCP6ServerEndpoint if ":" in link.host else TCP4ServerEndpoint
+        endpoint = endpoint_type(reactor, link.port, interface=link.host)
+        return LinkServerService(endpoint, LinkFactory(build, log), log)
+    if link.transport == "tcp-client":
+        client = HostnameEndpoint(reactor, link.host, link.port, timeout=CONNECT_TIMEOUT)
+        return make_client_service(client, build, reactor, log=log)
+    s = link.serial_settings()
+    return SerialSupervisor(build, link.device, reactor, reactor, baudrate=s.baudrate,
+                            bytesize=s.bytesize, parity=s.parity, stopbits=s.stopbits, log=log)
+
+
+def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
+                      log: FilteringBoundLogger) -> ProtocolBuilder:
+    """A function building the protocol (and recorder) of one connection of ``link``."""
+    driver = link.driver
+
+    def build(session: str) -> Protocol:
+        session_log = log.bind(session=session)
+        recorder = None
+        if link.record_dir is not None:
+            try:
+                recorder = open_recorder(link.record_dir, link.name, reactor.seconds())
+            except OSError as exc:
+                # Results still flow (the store keeps each message's raw bytes);
+                # refusing the analyzer would lose more than the recording.
+                session_log.error("recording-unavailable", error=exc.strerror,
+                                  directory=str(link.record_dir))
+        if driver.framing is Framing.BARE:
+            return BareRecordProtocol(reactor, driver.encoding, sink, recorder, session_log)
+        return AstmLinkProtocol(driver.link_config(), reactor, driver.encoding, sink,
+                                recorder, session_log)
+
+    return build
+
+
+def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
+        duration: float | None = None,
+        on_running: Callable[[MultiService, Any], Deferred[Any] | None] | None = None,
+        ) -> int:
+    """Run the links on the global reactor until stopped (Ctrl-C, SIGTERM, ``duration``).
+
+    Args:
+        links: the links to run.
+        sink_factory: gives each link its sink.
+        duration: stop by itself after this many seconds (None: run until stopped).
+        on_running: called with the started service and the reactor; a failure
+            of what it returns stops the gateway with exit status 1.
+
+    Returns:
+        The exit status: 0 after a clean stop, 1 if starting failed.
+    """
+    from twisted.internet import reactor as global_reactor  # the one place it is used
+
+    reactor: Any = global_reactor  # PosixReactorBase; typed as IReactorCore only
+
+    log: FilteringBoundLogger = structlog.get_logger("lis_gateway.service")
+    root = make_service(links, reactor, sink_factory)
+    status = [0]
+
+    def stop_reactor() -> None:
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            log.debug("already-stopping")
+
+    def failed(failure: Failure) -> None:
+        if isinstance(failure.value, FirstError):
+            failure = failure.value.subFailure
+        log.error("start-failed", error=failure.getErrorMessage())
+        status[0] = 1
+        stop_reactor()
+
+    def start() -> Deferred[Any] | None:
+        root.startService()
+        if duration is not None:
+            reactor.callLater(duration, stop_reactor)
+        return on_running(root, reactor) if on_running is not None else None
+
+    def stop() -> Deferred[Any] | None:
+        log.info("stopping")
+        return root.stopService() if root.running else None
+
+    reactor.callWhenRunning(lambda: maybeDeferred(start).addErrback(failed))
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    _install_stop_signals(lambda: reactor.callFromThread(stop_reactor))
+    reactor.run(installSignalHandlers=False)
+    return status[0]
+
+
+def _install_stop_signals(request_stop: Callable[[], None]) -> None:
+    """Stop on SIGINT and SIGTERM without logging inside the signal handler.
+
+    Twisted's own handlers log "Received SIGTERM" from the handler; with the
+    log line writer holding its (non-reentrant) lock in the interrupted code,
+    that deadlocks and the process never stops. These handlers only hand the
+    stop to the reactor thread (``callFromThread`` is safe from a handler).
+    """
+    def handler(_number: int, _frame: object) -> None:
+        request_stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
