@@ -7,12 +7,13 @@ top-level package name.
 
 from __future__ import annotations
 
-from . import generic_astm
-from ._spec import DriverSpec, Framing, ResultContext, SerialDefaults, TcpRole
+from . import generic_astm, generic_hl7
+from ._context import Hl7ResultContext, ResultContext
+from ._spec import DriverSpec, Framing, Protocol, SerialDefaults, TcpRole
 
 REGISTRY: dict[str, DriverSpec] = {
     spec.name: spec
-    for spec in (generic_astm.SPEC,)
+    for spec in (generic_astm.SPEC, generic_hl7.SPEC)
 }
 
 
@@ -28,4 +29,5 @@ def get(name: str) -> DriverSpec:
         raise KeyError(f"unknown driver {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
 
 
-__all__ = ["REGISTRY", "DriverSpec", "Framing", "ResultContext", "SerialDefaults", "TcpRole", "get"]
+__all__ = ["REGISTRY", "DriverSpec", "Framing", "Hl7ResultContext", "Protocol", "ResultContext",
+           "SerialDefaults", "TcpRole", "get"]

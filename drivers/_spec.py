@@ -10,10 +10,18 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lis_gateway.astm.delimiters import Delimiters
 from lis_gateway.astm.frames import ChecksumMode
 from lis_gateway.astm.link import LinkConfig
-from lis_gateway.astm.records import OrderRecord, PatientRecord, ResultRecord
+
+from . import _astm_generic, _hl7_generic
+from ._context import Hl7ResultContext, ResultContext
+
+
+class Protocol(enum.Enum):
+    """The analyzer's protocol family."""
+
+    ASTM = "astm"  #: ASTM E1381/E1394 (or bare E1394 records)
+    HL7 = "hl7"  #: HL7 v2 over MLLP
 
 
 class Framing(enum.Enum):
@@ -41,37 +49,40 @@ class SerialDefaults:
 
 
 @dataclass(frozen=True, slots=True)
-class ResultContext:
-    """The records a result belongs to, handed to extraction hooks."""
-
-    delimiters: Delimiters
-    patient: PatientRecord | None
-    order: OrderRecord | None
-    result: ResultRecord
-
-
-@dataclass(frozen=True, slots=True)
 class DriverSpec:
     """One analyzer family.
 
     Attributes:
         name: the name used in the CLI and configuration (``generic-astm``).
         description: one line for ``lis-gateway drivers``.
-        framing: E1381 frames or bare records.
-        encoding: character encoding of record text (latin-1 is the ASTM default).
+        protocol: ASTM or HL7.
+        framing: E1381 frames or bare records (ASTM only).
+        encoding: character encoding of ASTM record text (latin-1 is the ASTM default).
         serial: serial defaults.
         tcp_role: default TCP role.
         checksum_mode, repair_line_endings, lenient_frame_numbers, enq_optional,
         max_text, per_record_frames, lowercase_checksum, receive_timeout:
             link-layer dialect switches (see :class:`LinkConfig`).
-        sample_id: hook giving the sample ID of a result.
-        test_code: hook giving the analyzer's test code of a result.
+        sample_id, test_code: ASTM hooks giving a result's sample ID and test code.
+        hl7_sample_id, hl7_test_code, hl7_is_result: the same for HL7 OBX segments.
+        hl7_encoding: forces the HL7 character set; ``None`` honours a sane MSH-18.
+        hl7_default_encoding: used when MSH-18 is absent or unknown.
+        hl7_always_ack: answer even when MSH-15/16 say NE (Snibe waits for an ACK anyway).
+        missing_fs_timeout: silence that ends an MLLP block sent without FS.
     """
 
     name: str
     description: str
-    sample_id: Callable[[ResultContext], str]
-    test_code: Callable[[ResultContext], str]
+    protocol: Protocol = Protocol.ASTM
+    sample_id: Callable[[ResultContext], str] = _astm_generic.sample_id
+    test_code: Callable[[ResultContext], str] = _astm_generic.test_code
+    hl7_sample_id: Callable[[Hl7ResultContext], str] = _hl7_generic.sample_id
+    hl7_test_code: Callable[[Hl7ResultContext], str] = _hl7_generic.test_code
+    hl7_is_result: Callable[[Hl7ResultContext], bool] = _hl7_generic.is_result
+    hl7_encoding: str | None = None
+    hl7_default_encoding: str = "utf-8"
+    hl7_always_ack: bool = True
+    missing_fs_timeout: float = 1.0
     framing: Framing = Framing.E1381
     encoding: str = "latin-1"
     serial: SerialDefaults = field(default_factory=SerialDefaults)

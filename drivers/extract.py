@@ -6,8 +6,10 @@ from dataclasses import asdict, dataclass
 
 from lis_gateway.astm.assembler import AstmMessage
 from lis_gateway.astm.records import OrderRecord, PatientRecord, ResultRecord
+from lis_gateway.hl7.message import Hl7Message
 
-from ._spec import DriverSpec, ResultContext
+from ._context import Hl7ResultContext, ResultContext
+from ._spec import DriverSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,41 @@ def extract_results(message: AstmMessage, spec: DriverSpec) -> list[ResultRow]:
                 status=delims.text(rec.status),
                 completed_at=rec.completed_at,
                 instrument=delims.text(rec.instrument_id),
+                record_index=index,
+            ))
+    return rows
+
+
+def extract_hl7_results(message: Hl7Message, spec: DriverSpec) -> list[ResultRow]:
+    """Every result OBX of an HL7 message as a :class:`ResultRow`, in order.
+
+    Each OBX is read with the nearest SPM, OBR and PID before it.
+    """
+    d = message.delimiters
+    obr = spm = pid = None
+    rows: list[ResultRow] = []
+    for index, seg in enumerate(message.segments):
+        name = seg.name
+        if name == "PID":
+            pid, obr, spm = seg, None, None
+        elif name == "SPM":
+            spm = seg
+        elif name == "OBR":
+            obr = seg
+        elif name == "OBX":
+            ctx = Hl7ResultContext(message, seg, obr, spm, pid)
+            if not spec.hl7_is_result(ctx):
+                continue
+            rows.append(ResultRow(
+                sample_id=spec.hl7_sample_id(ctx),
+                test=spec.hl7_test_code(ctx),
+                value=d.text(seg[5]),
+                unit=d.component_at(seg[6], 1),
+                reference_range=d.text(seg[7]),
+                flags=tuple(d.text(f) for f in d.repeats(seg[8]) if f),
+                status=d.text(seg[11]),
+                completed_at=seg[14],
+                instrument=d.text(seg[18]),
                 record_index=index,
             ))
     return rows

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from drivers import DriverSpec, Framing
-from drivers.extract import ResultRow, extract_results
+from drivers import DriverSpec, Framing, Protocol
+from drivers.extract import ResultRow, extract_hl7_results, extract_results
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission, MessageAssembler
 from lis_gateway.astm.events import (
     Deviation,
@@ -24,14 +24,16 @@ from lis_gateway.astm.events import (
 )
 from lis_gateway.astm.frames import ChecksumMode
 from lis_gateway.astm.link import LinkConnection
-from lis_gateway.wire import is_recording, read_recording
+from lis_gateway.hl7.message import Hl7Message, parse_message
+from lis_gateway.hl7.mllp import BlockIncomplete, BlockReceived, MllpEvent, MllpFramer, StrayBytes
+from lis_gateway.wire import WireChunk, is_recording, read_recording
 
 
 @dataclass
 class CaptureReport:
     """What a capture held: messages with their rows, and every problem found."""
 
-    messages: list[AstmMessage] = field(default_factory=list)
+    messages: list[AstmMessage | Hl7Message] = field(default_factory=list)
     rows: list[tuple[int, ResultRow]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     incomplete: list[IncompleteTransmission] = field(default_factory=list)
@@ -111,7 +113,7 @@ def decode_capture(data: bytes, spec: DriverSpec, *, encoding: str | None = None
     Args:
         data: the file's bytes.
         spec: the analyzer driver (framing, dialect switches, extraction hooks).
-        encoding: overrides the driver's character encoding.
+        encoding: overrides the driver's character encoding (for HL7: wins over MSH-18).
         accept_bad_checksums: accept frames whose checksum fails (reported as warnings).
         repair_line_endings: undo CR/LF damage (terminal servers, capture tools) when
             a checksum fails; the driver may switch this on for its family too.
@@ -119,6 +121,8 @@ def decode_capture(data: bytes, spec: DriverSpec, *, encoding: str | None = None
     Returns:
         Messages, result rows and problems; never raises for bad input.
     """
+    if spec.protocol is Protocol.HL7:
+        return _decode_hl7(data, spec, encoding)
     enc = encoding or spec.encoding
     if is_recording(data):
         return _decode_recording(data, spec, enc, accept_bad_checksums, repair_line_endings)
@@ -154,3 +158,51 @@ def _decode_recording(data: bytes, spec: DriverSpec, encoding: str,
         dec.report.problems.append(f"error: recording: {exc}")
     dec.close(t, "recording ended in the middle of a transfer")
     return dec.report
+
+
+def _decode_hl7(data: bytes, spec: DriverSpec, encoding: str | None) -> CaptureReport:
+    report = CaptureReport()
+    framer = MllpFramer(missing_fs_timeout=spec.missing_fs_timeout)
+    override = encoding or spec.hl7_encoding
+
+    def collect(events: list[MllpEvent]) -> None:
+        for event in events:
+            if isinstance(event, BlockReceived):
+                msg = parse_message(event.data, default_encoding=spec.hl7_default_encoding,
+                                    encoding_override=override)
+                report.messages.append(msg)
+                number = len(report.messages)
+                where = f"message {number} (offset {event.offset})"
+                report.problems += [f"{where}: warning: {d}" for d in event.deviations]
+                report.problems += [f"{where}: {p}" for p in msg.problems]
+                report.rows += [(number, row) for row in extract_hl7_results(msg, spec)]
+            elif isinstance(event, BlockIncomplete):
+                report.problems.append(
+                    f"error: offset {event.offset}: incomplete message ({event.reason}, "
+                    f"{len(event.data)} bytes kept, no results taken)")
+            elif isinstance(event, StrayBytes):
+                report.problems.append(
+                    f"warning: offset {event.offset}: {len(event.data)} stray bytes")
+
+    chunks: list[WireChunk]
+    if is_recording(data):
+        try:
+            chunks = list(read_recording(data))
+        except ValueError as exc:
+            report.problems.append(f"error: recording: {exc}")
+            chunks = []
+    else:
+        chunks = [WireChunk(0.0, "rx", data)]
+    t = 0.0
+    for chunk in chunks:
+        t = chunk.t
+        collect(framer.handle_timer(t))
+        if chunk.direction == "rx":
+            collect(framer.receive_data(chunk.data, t))
+        elif chunk.direction == "note" and "lost" in chunk.text:
+            collect(framer.connection_lost())
+            framer = MllpFramer(missing_fs_timeout=spec.missing_fs_timeout)
+    # the end of a capture is silence: a message that ended with LF and no FS is complete
+    collect(framer.handle_timer(t + spec.missing_fs_timeout))
+    collect(framer.connection_lost())
+    return report

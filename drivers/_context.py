@@ -1,0 +1,30 @@
+"""What extraction hooks are given: the records (ASTM) or segments (HL7) around a result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lis_gateway.astm.delimiters import Delimiters
+from lis_gateway.astm.records import OrderRecord, PatientRecord, ResultRecord
+from lis_gateway.hl7.message import Hl7Message, Segment
+
+
+@dataclass(frozen=True, slots=True)
+class ResultContext:
+    """An ASTM R record with the P and O records it belongs to."""
+
+    delimiters: Delimiters
+    patient: PatientRecord | None
+    order: OrderRecord | None
+    result: ResultRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Hl7ResultContext:
+    """An HL7 OBX with the segments that precede it in its message."""
+
+    message: Hl7Message
+    obx: Segment
+    obr: Segment | None
+    spm: Segment | None
+    pid: Segment | None

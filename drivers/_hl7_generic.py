@@ -1,0 +1,35 @@
+"""Generic HL7 extraction hooks (the defaults of every HL7 driver)."""
+
+from __future__ import annotations
+
+from ._context import Hl7ResultContext
+
+
+def sample_id(ctx: Hl7ResultContext) -> str:
+    """SPM-2, else OBR-2 (unless empty or ``""``), else OBR-3; first component, trimmed."""
+    d = ctx.message.delimiters
+    if ctx.spm is not None:
+        sid = d.component_at(ctx.spm[2], 1).strip()
+        if sid:
+            return sid
+    if ctx.obr is not None:
+        for n in (2, 3):
+            sid = d.component_at(ctx.obr[n], 1).strip()
+            if sid and sid != '""':
+                return sid
+    return ""
+
+
+def test_code(ctx: Hl7ResultContext) -> str:
+    """OBX-3 identifier, else OBX-3 text, else OBX-4 (Mindray CL and Wondfo put names there)."""
+    d = ctx.message.delimiters
+    for n in (1, 2):
+        code = d.component_at(ctx.obx[3], n).strip()
+        if code:
+            return code
+    return d.text(ctx.obx[4]).strip()
+
+
+def is_result(ctx: Hl7ResultContext) -> bool:
+    """Every OBX except value type IS (Mindray run-mode settings)."""
+    return ctx.obx[2].strip().upper() != "IS"
