@@ -12,6 +12,8 @@ tolerated departure on the block:
 * a missing FS when the message ends with LF or CR LF and the line then goes
   quiet (Snibe Maglumi, Tisenc, Wondfo): after ``missing_fs_timeout``
   seconds of silence the block ends;
+* a missing FS when the connection closes right after a segment end (a cut
+  inside a segment is reported as incomplete, never delivered);
 * a missing CR after FS.
 
 Time is an argument; :meth:`MllpFramer.get_timer` says when
@@ -139,7 +141,10 @@ class MllpFramer:
     def connection_lost(self) -> list[MllpEvent]:
         """The transport closed: report what was left."""
         out: list[MllpEvent] = []
-        if self._block is not None:
+        if self._block is not None and self._block.rstrip(b"\r\n") != self._block \
+                and self._block.lstrip(_BLANK + b"\x02").startswith(b"MSH"):
+            out.append(self._finish("missing FS: the connection closed after a segment end"))
+        elif self._block is not None:
             data, offset = bytes(self._block), self._block_offset
             self._block = None
             out.append(BlockIncomplete(data, offset, "connection closed before FS"))

@@ -118,6 +118,15 @@ def test_connection_lost_mid_block_is_incomplete() -> None:
     assert isinstance(item, BlockIncomplete) and item.data == MSG_A[:50]
 
 
+def test_connection_closed_after_a_segment_end_delivers_with_a_deviation() -> None:
+    """No FS, but the sender closed right after a CR: the message is delivered, flagged."""
+    framer = MllpFramer()
+    framer.receive_data(VT + MSG_A, 0.0)
+    (block,) = framer.connection_lost()
+    assert isinstance(block, BlockReceived) and block.data == MSG_A
+    assert "connection closed after a segment end" in block.deviations[0]
+
+
 def test_stray_bytes_without_a_message_are_reported_at_close() -> None:
     """Garbage with no block after it comes out as StrayBytes when the line closes."""
     framer = MllpFramer()
