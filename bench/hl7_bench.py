@@ -33,6 +33,26 @@ from timing import measure  # noqa: E402
 from lis_gateway.hl7.ack import Outcome, build_ack, plan_acks  # noqa: E402
 from lis_gateway.hl7.message import parse_message  # noqa: E402
 
+from decimal import Decimal  # noqa: E402
+
+from lis_gateway.hl7.datatypes import (  # noqa: E402
+    EntityIdentifier,
+    HierarchicDesignator,
+    MessageRoute,
+    ObservationCode,
+    Person,
+)
+from lis_gateway.hl7.oru import (  # noqa: E402
+    NumericValue,
+    Observation,
+    ObservationStatus,
+    Order,
+    ReportStatus,
+    build_oru_r01,
+)
+from lis_gateway.hl7.patient import PatientIdentity, Sex  # noqa: E402
+
+ORU_INPUTS: tuple[Any, ...] = ()
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=timezone(timedelta(hours=7)))
 TESTS = [("2345-7", "GLU", "5.5", "mmol/L", "3.9-6.1", "N"),
          ("2160-0", "CREA", "88", "umol/L", "59-104", "N"),
@@ -56,6 +76,28 @@ def build_workload() -> bytes:
                     f"{unit}^{unit}^UCUM|{rng}|{flag}|||F|||20261122091500||TECH^Tran^Thi|"
                     f"|ANALYZER-1")
     return ("\r".join(segs) + "\r").encode()
+
+
+def oru_inputs() -> tuple[MessageRoute, PatientIdentity, tuple[Order, ...]]:
+    """The same report as the workload, as builder input (20 observations)."""
+    hosp = HierarchicDesignator("HOSP")
+    route = MessageRoute(HierarchicDesignator("LIS-GATEWAY"), HierarchicDesignator("LAB"),
+                         HierarchicDesignator("HIS"), hosp)
+    patient = PatientIdentity(hospital_id="12345678", hospital=hosp, national_id="001099012345",
+                              family_name="Nguyễn", given_name="Văn A", sex=Sex.MALE)
+    tech = Person("TECH", "Trần", "Thị", hosp)
+    observations = tuple(
+        Observation(ObservationCode(loinc, code, f"{code}{i}", code),
+                    NumericValue(Decimal(value)), ObservationStatus.FINAL, unit=unit, reference_range=rng,
+                    abnormal_flags=(flag,), validated_by=tech,
+                    equipment=(EntityIdentifier("ANALYZER-1", "LAB"),), analyzed_at=NOW)
+        for i, (loinc, code, value, unit, rng, flag) in
+        ((i, TESTS[i % len(TESTS)]) for i in range(20)))
+    order = Order(EntityIdentifier("S240001", "LAB"),
+                  ObservationCode("24331-1", "Lipid panel", "LIPID", "Lipid"),
+                  ReportStatus.FINAL, observations, placer_order_number=EntityIdentifier("HIS-1", "HIS"),
+                  collected_at=NOW, received_at=NOW)
+    return route, patient, (order,)
 
 
 def ours(raw: bytes) -> list[tuple[str, ...]]:
@@ -103,6 +145,12 @@ def main() -> int:
     print(f"workload: ORU^R01 v2.5.1, {len(msg.segments)} segments, 20 OBX, {len(raw)} bytes")
     print("checks passed: ours, python-hl7 and hl7apy read the same type, control ID and "
           "OBX-3.1/5/6.1/8")
+    global ORU_INPUTS
+    ORU_INPUTS = oru_inputs()
+    built = parse_message(build_oru_r01(*ORU_INPUTS, control_id="GW-1", now=NOW))
+    if [v[1:] for v in ours(built.raw)[1:]] != [v[1:] for v in expected[1:]]:
+        print("MISMATCH: the built ORU does not carry the workload's OBX values", file=sys.stderr)
+        return 1
     cases = {
         "ours: parse_message + read the OBX values": lambda: ours(raw),
         "python-hl7: hl7.parse + read the OBX values": lambda: python_hl7(raw),
@@ -111,6 +159,8 @@ def main() -> int:
         "hl7apy: parse (STRICT) + validate()":
             lambda: hl7apy_parse(raw.decode(), validation_level=VALIDATION_LEVEL.STRICT,
                                  find_groups=True).validate(),
+        "ours: build_oru_r01 (20 OBX, escaped, UTF-8)":
+            lambda: build_oru_r01(*ORU_INPUTS, control_id="GW-1", now=NOW),
         "ours: plan_acks + build_ack (AA)":
             lambda: build_ack(msg, plan_acks(msg, Outcome.ACCEPTED)[0], control_id="A1",
                               now=NOW),

@@ -104,7 +104,13 @@ class MessageRoute:
 _LINE_BREAK = re.compile(r"\r\n|\n|\r")
 
 
+#: Anything that needs escaping in the default delimiters: the fast path skips the rest.
+_NEEDS_WORK = re.compile(r"[|^~\\&\x00-\x1f\x7f]")
+
+
 def _encode_line(text: str) -> str:
+    if _NEEDS_WORK.search(text) is None:
+        return text
     escaped = DEFAULT.escape_text(text)
     if not any(ord(c) < 0x20 or c == "\x7f" for c in escaped):
         return escaped
@@ -123,7 +129,12 @@ def encode_text(value: str, *, formatted: bool = False) -> str:
     Returns:
         NFC text with delimiters escaped and control characters as ``\\Xhh\\``.
     """
-    text = unicodedata.normalize("NFC", value)
+    if value.isascii():
+        if _NEEDS_WORK.search(value) is None:
+            return value
+        text = value
+    else:
+        text = unicodedata.normalize("NFC", value)
     if not formatted:
         return _encode_line(text)
     br = f"{DEFAULT.escape}.br{DEFAULT.escape}"
