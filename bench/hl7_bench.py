@@ -28,13 +28,11 @@ from hl7apy.parser import parse_message as hl7apy_parse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+from decimal import Decimal  # noqa: E402
+
 from timing import measure  # noqa: E402
 
 from lis_gateway.hl7.ack import Outcome, build_ack, plan_acks  # noqa: E402
-from lis_gateway.hl7.message import parse_message  # noqa: E402
-
-from decimal import Decimal  # noqa: E402
-
 from lis_gateway.hl7.datatypes import (  # noqa: E402
     EntityIdentifier,
     HierarchicDesignator,
@@ -42,6 +40,7 @@ from lis_gateway.hl7.datatypes import (  # noqa: E402
     ObservationCode,
     Person,
 )
+from lis_gateway.hl7.message import parse_message  # noqa: E402
 from lis_gateway.hl7.oru import (  # noqa: E402
     NumericValue,
     Observation,
