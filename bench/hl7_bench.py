@@ -87,14 +87,16 @@ def oru_inputs() -> tuple[MessageRoute, PatientIdentity, tuple[Order, ...]]:
     tech = Person("TECH", "Trần", "Thị", hosp)
     observations = tuple(
         Observation(ObservationCode(loinc, code, f"{code}{i}", code),
-                    NumericValue(Decimal(value)), ObservationStatus.FINAL, unit=unit, reference_range=rng,
+                    NumericValue(Decimal(value)), ObservationStatus.FINAL, unit=unit,
+                    reference_range=rng,
                     abnormal_flags=(flag,), validated_by=tech,
                     equipment=(EntityIdentifier("ANALYZER-1", "LAB"),), analyzed_at=NOW)
         for i, (loinc, code, value, unit, rng, flag) in
         ((i, TESTS[i % len(TESTS)]) for i in range(20)))
     order = Order(EntityIdentifier("S240001", "LAB"),
                   ObservationCode("24331-1", "Lipid panel", "LIPID", "Lipid"),
-                  ReportStatus.FINAL, observations, placer_order_number=EntityIdentifier("HIS-1", "HIS"),
+                  ReportStatus.FINAL, observations,
+                  placer_order_number=EntityIdentifier("HIS-1", "HIS"),
                   collected_at=NOW, received_at=NOW)
     return route, patient, (order,)
 
