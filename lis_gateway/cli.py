@@ -77,6 +77,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run_demo(args)
 
 
+def cmd_hl7_sim(args: argparse.Namespace) -> int:
+    """Run a simulated HL7 analyzer against a gateway link."""
+    from lis_gateway import hl7_sim
+
+    _logging(args)
+    return hl7_sim.run(args, sys.stdout)
+
+
 def cmd_drivers(args: argparse.Namespace) -> int:
     """List the analyzer drivers."""
     for name, spec in sorted(drivers.REGISTRY.items()):
@@ -116,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "checksum check (reported as warnings)")
     p.set_defaults(func=cmd_parse)
 
-    from lis_gateway import demo, receive
+    from lis_gateway import demo, hl7_sim, receive
 
     p = sub.add_parser("receive", help="listen to one analyzer and print its results",
                        description=(
@@ -135,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "the parsed results. Ctrl-C stops everything."))
     demo.add_arguments(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("hl7-sim", help="simulate an HL7 analyzer sending blood counts",
+                       description=(
+                           "Connect to a gateway HL7 link and send Mindray-style ORU^R01 "
+                           "blood counts (made-up patients) every few seconds, waiting for "
+                           "each ACK. With --json each delivery report is printed on "
+                           "standard output."))
+    hl7_sim.add_arguments(p)
+    p.set_defaults(func=cmd_hl7_sim)
 
     p = sub.add_parser("drivers", help="list the analyzer drivers")
     p.set_defaults(func=cmd_drivers)

@@ -3,7 +3,10 @@
 * link ``demo-tcp``: the gateway listens on 127.0.0.1 (port 4001 by default);
   a simulated chemistry/haematology analyzer connects to it;
 * link ``demo-serial``: the gateway opens the slave side of a pseudo-terminal
-  as a serial device; a second simulated analyzer drives the master side.
+  as a serial device; a second simulated analyzer drives the master side;
+* link ``demo-hl7``: the gateway listens for HL7 over MLLP (port 2575 by
+  default); a simulated Mindray-style haematology analyzer connects and sends
+  ORU^R01 blood counts, logging each AA/AE.
 
 Every parsed message prints one JSON line per result plus a ``# ...`` summary
 line on standard output; wire recordings go under ``./var/wire/``. Ctrl-C,
@@ -20,18 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IListeningPort
 
 import drivers
 from lis_gateway import logconfig, service
 from lis_gateway.adapters.tcp import LinkServerService, make_client_service
+from lis_gateway.hl7_sim import SimulatedHl7Analyzer
 from lis_gateway.receive import ResultPrinter
 from lis_gateway.service import LinkSpec
 from lis_gateway.simulator import FdTransport, Pty, SimulatedAnalyzer, open_pty
 
 DEFAULT_PORT = 4001
+DEFAULT_HL7_PORT = 2575
 DEFAULT_INTERVAL = 3.0
 DEFAULT_RECORD_DIR = Path("var/wire")
 HOST = "127.0.0.1"
@@ -41,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``demo`` options to ``parser`` (for the CLI's subcommand)."""
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"TCP port of the demo link (default {DEFAULT_PORT}; 0: any)")
+    parser.add_argument("--hl7-port", type=int, default=DEFAULT_HL7_PORT,
+                        help=f"TCP port of the HL7 demo link (default {DEFAULT_HL7_PORT}; "
+                             "0: any)")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds (default: run until Ctrl-C)")
     parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS",
@@ -63,6 +71,7 @@ def run_demo(args: argparse.Namespace) -> int:
         0 after a clean stop, 1 if the gateway could not start (port in use).
     """
     port = getattr(args, "port", DEFAULT_PORT)
+    hl7_port = getattr(args, "hl7_port", DEFAULT_HL7_PORT)
     duration = getattr(args, "duration", None)
     interval = getattr(args, "interval", DEFAULT_INTERVAL)
     record_dir = Path(getattr(args, "record_dir", DEFAULT_RECORD_DIR))
@@ -73,12 +82,13 @@ def run_demo(args: argparse.Namespace) -> int:
             LinkSpec("demo-tcp", driver, "tcp-server", host=HOST, port=port,
                      record_dir=record_dir),
             LinkSpec("demo-serial", driver, "serial", device=pty.path, record_dir=record_dir),
+            LinkSpec("demo-hl7", drivers.get("generic-hl7"), "tcp-server", host=HOST,
+                     port=hl7_port, record_dir=record_dir),
         ]
         analyzers = _DemoAnalyzers(pty, interval)
 
         def sink_for(link: LinkSpec) -> ResultPrinter:
-            return ResultPrinter(link.name, drivers.get("generic-astm"), sys.stdout,
-                                 summary=True)
+            return ResultPrinter(link.name, link.driver, sys.stdout, summary=True)
 
         return service.run(links, sink_for, duration=duration, on_running=analyzers.start)
     finally:
@@ -92,6 +102,7 @@ class _DemoAnalyzers:
         self._pty = pty
         self._interval = interval
         self._simulators: list[SimulatedAnalyzer] = []
+        self._hl7_simulator: SimulatedHl7Analyzer | None = None
         self._fd_transport: FdTransport | None = None
 
     def start(self, root: MultiService, reactor: Any) -> Deferred[Any]:
@@ -120,15 +131,31 @@ class _DemoAnalyzers:
             client.setServiceParent(root)  # started now, stopped with the gateway
             tcp_sim.start()
 
-        return server.when_listening().addCallback(connect)
+        hl7_server = root.getServiceNamed("demo-hl7")
+        if not isinstance(hl7_server, LinkServerService):
+            raise TypeError("demo-hl7 is not a TCP server link")
 
-    def stop(self) -> None:
-        """Stop sending and detach from the pty master."""
+        def connect_hl7(listening: IListeningPort) -> None:
+            bound = getattr(listening.getHost(), "port", DEFAULT_HL7_PORT)
+            print(f"# demo: gateway listening for HL7 on {HOST}:{bound}", flush=True)
+            endpoint = HostnameEndpoint(reactor, HOST, bound, timeout=5)
+            self._hl7_simulator = SimulatedHl7Analyzer("sim-hl7", endpoint, reactor, utcnow,
+                                                       interval=self._interval)
+            self._hl7_simulator.start()
+
+        return gatherResults([server.when_listening().addCallback(connect),
+                              hl7_server.when_listening().addCallback(connect_hl7)],
+                             consumeErrors=True)
+
+    def stop(self) -> Deferred[None] | None:
+        """Stop sending, detach from the pty master, close the HL7 simulator's connection."""
         for sim in self._simulators:
             sim.stop()
         if self._fd_transport is not None:
             self._fd_transport.stop()
             self._fd_transport = None
+        hl7_sim, self._hl7_simulator = self._hl7_simulator, None
+        return hl7_sim.stop() if hl7_sim is not None else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,12 +27,13 @@ from twisted.python.failure import Failure
 
 import drivers
 from drivers import DriverSpec
-from drivers.extract import ResultRow, extract_results
+from drivers.extract import ResultRow, extract_hl7_results, extract_results
 from lis_gateway import service
 from lis_gateway.adapters.serial import SerialSupervisor
 from lis_gateway.adapters.tcp import LinkServerService
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.events import AbortReason
+from lis_gateway.hl7.message import Hl7Message
 from lis_gateway.service import LinkSpec
 
 
@@ -56,9 +57,12 @@ class ResultPrinter:
             log if log is not None
             else structlog.get_logger("lis_gateway.receive").bind(analyzer=link))
 
-    def message_received(self, msg: AstmMessage) -> Deferred[object] | None:
-        """Print the message's results (the frame is ACKed right after)."""
-        rows = extract_results(msg, self._driver)
+    def message_received(self, msg: AstmMessage | Hl7Message) -> Deferred[object] | None:
+        """Print the message's results (the frame or message is ACKed right after)."""
+        if isinstance(msg, Hl7Message):
+            rows = extract_hl7_results(msg, self._driver)
+        else:
+            rows = extract_results(msg, self._driver)
         for row in rows:
             self._out.write(json.dumps({"link": self.link, **row.to_dict()},
                                        ensure_ascii=False) + "\n")
@@ -80,11 +84,11 @@ class ResultPrinter:
         self._log.warning("send-failed", messages=len(messages), reason=reason.value)
 
 
-def summary_line(link: str, msg: AstmMessage, rows: Sequence[ResultRow]) -> str:
+def summary_line(link: str, msg: AstmMessage | Hl7Message, rows: Sequence[ResultRow]) -> str:
     """One human line per message: link, samples, result count, tests, problems."""
     samples = ", ".join(dict.fromkeys(r.sample_id for r in rows)) or "no sample id"
     tests = " ".join(r.test for r in rows)
-    ended = "" if msg.terminated else ", no L record"
+    ended = ", no L record" if isinstance(msg, AstmMessage) and not msg.terminated else ""
     return (f"# {link}: {len(rows)} results for {samples} [{tests}] "
             f"({len(msg.problems)} problems{ended})")
 

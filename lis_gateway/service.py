@@ -29,7 +29,9 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from drivers import DriverSpec, Framing, SerialDefaults
+from drivers import Protocol as DriverProtocol
 from lis_gateway.adapters.astm_protocol import AstmLinkProtocol, BareRecordProtocol
+from lis_gateway.adapters.mllp_protocol import analyzer_protocol_factory
 from lis_gateway.adapters.serial import SerialSupervisor
 from lis_gateway.adapters.sink import Sink
 from lis_gateway.adapters.tcp import (
@@ -138,6 +140,8 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
                       log: FilteringBoundLogger) -> ProtocolBuilder:
     """A function building the protocol (and recorder) of one connection of ``link``."""
     driver = link.driver
+    hl7 = (analyzer_protocol_factory(driver, reactor, sink)
+           if driver.protocol is DriverProtocol.HL7 else None)
 
     def build(session: str) -> Protocol:
         session_log = log.bind(session=session)
@@ -150,6 +154,8 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
                 # refusing the analyzer would lose more than the recording.
                 session_log.error("recording-unavailable", error=exc.strerror,
                                   directory=str(link.record_dir))
+        if hl7 is not None:
+            return hl7(recorder, session_log)
         if driver.framing is Framing.BARE:
             return BareRecordProtocol(reactor, driver.encoding, sink, recorder, session_log)
         return AstmLinkProtocol(driver.link_config(), reactor, driver.encoding, sink,

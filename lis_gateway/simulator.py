@@ -47,6 +47,7 @@ from lis_gateway.astm.records import (
     ResultRecord,
     TerminatorRecord,
 )
+from lis_gateway.hl7.message import Hl7Message
 
 #: Made-up patients: (last name, first name, birth date, sex).
 PATIENTS = (
@@ -236,7 +237,7 @@ class SimulatedAnalyzer:
 
     # Sink (the gateway sends nothing in the demo; if it does, take it and ACK).
 
-    def message_received(self, msg: AstmMessage) -> Deferred[object] | None:
+    def message_received(self, msg: AstmMessage | Hl7Message) -> Deferred[object] | None:
         """Ignore messages from the gateway (host queries are not simulated)."""
         self._log.info("simulator-received", length=len(msg.raw))
         return None

@@ -73,7 +73,7 @@ _LOGGED_EVENTS: dict[type, tuple[str, str]] = {
 MAX_BARE_RECORD = 1 << 20
 
 
-def _failure_kind(failure: Failure) -> str:
+def failure_kind(failure: Failure) -> str:
     """The exception class name behind a failure (its message may hold patient data)."""
     if isinstance(failure.value, FirstError):
         failure = failure.value.subFailure
@@ -142,7 +142,7 @@ class _RecordedLinkProtocol(Protocol):
 
     def _log_unacked_failure(self, failure: Failure, offset: int) -> None:
         # Nothing can be NAKed any more: the bytes are in the wire recording.
-        self._log.error("message-not-stored", offset=offset, error=_failure_kind(failure),
+        self._log.error("message-not-stored", offset=offset, error=failure_kind(failure),
                         acknowledged=False)
 
 
@@ -326,10 +326,10 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
 
     def _refuse_frame(self, failure: Failure, token: object, before: Checkpoint) -> None:
         if self._hold is not token:
-            self._log.error("message-not-stored", error=_failure_kind(failure),
+            self._log.error("message-not-stored", error=failure_kind(failure),
                             acknowledged=False, reason="transfer already ended")
             return
-        self._log.error("message-not-stored", error=_failure_kind(failure), answer="nak")
+        self._log.error("message-not-stored", error=failure_kind(failure), answer="nak")
         self._hold = None
         self._assembler.rollback(before)
         self._refused = True

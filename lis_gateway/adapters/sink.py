@@ -3,8 +3,12 @@
 The adapters know nothing about storage: a :class:`Sink` is whatever the
 composition root plugs in (the store, a printer, a test double). Returning a
 Deferred from :meth:`Sink.message_received` is how a sink says "not durable
-yet": the link holds the ACK of the frame that completed the message until it
-fires, and answers NAK if it fails (the analyzer then sends the frame again).
+yet": the link holds the acknowledgement until it fires. On an ASTM link that
+is the ACK of the frame that completed the message (NAK if it fails, and the
+analyzer sends the frame again); on an HL7 link it is the AA (AE if it fails).
+HL7 links also look for an optional ``message_rejected`` method
+(:class:`lis_gateway.adapters.mllp_protocol.RejectedMessageSink`) for blocks
+that are not HL7 at all; without it those bytes go to :meth:`Sink.incomplete`.
 """
 
 from __future__ import annotations
@@ -15,20 +19,22 @@ from twisted.internet.defer import Deferred
 
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.events import AbortReason
+from lis_gateway.hl7.message import Hl7Message
 
 
 class Sink(Protocol):
     """Receives what one analyzer link produces (one sink per link)."""
 
-    def message_received(self, msg: AstmMessage) -> Deferred[object] | None:
-        """Take a complete E1394 message.
+    def message_received(self, msg: AstmMessage | Hl7Message) -> Deferred[object] | None:
+        """Take a complete E1394 message (ASTM links) or HL7 message (HL7 links).
 
         Args:
-            msg: the assembled message with its raw bytes and decoded records.
+            msg: the message with its raw bytes and decoded records or segments.
 
         Returns:
             ``None`` when the message is already safe, or a Deferred that fires
-            once it is (the frame's ACK waits for it; a failure becomes NAK).
+            once it is (the acknowledgement waits for it; a failure becomes NAK
+            or AE).
         """
 
     def incomplete(self, item: IncompleteTransmission) -> None:

@@ -102,6 +102,9 @@ class GatewayProcess:
                 self.proc.wait(timeout=10)
         for thread in self._threads:
             thread.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
         while not self.stderr.empty():
             self.stderr_seen.append(self.stderr.get())
         if self.proc.returncode != 0:
