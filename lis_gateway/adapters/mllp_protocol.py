@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import typing
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from structlog.typing import FilteringBoundLogger
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
@@ -70,6 +70,8 @@ from lis_gateway.hl7.mllp import (
     MllpFramer,
     frame,
 )
+from lis_gateway.hl7.queries import OrderedSample
+from lis_gateway.hl7.responder import MessageRole, build_answers, read_query, role_of
 from lis_gateway.wire import WireRecorder
 
 __all__ = ["ControlIds", "Hl7Dialect", "MllpConfig", "mllp_config", "utcnow_from"]
@@ -157,6 +159,27 @@ class _Answer:
     outcome: Outcome
     text: str = ""
     error_code: str = ""
+    replies: tuple[bytes, ...] | None = None  # a query's answers, sent instead of ACKs
+    silent: bool = False  # the message was itself an answer: nothing to send
+
+
+class OrderSource(typing.Protocol):
+    """Where host queries look up work: the HIS orders (issue 6), a test double."""
+
+    def find(self, sample_ids: tuple[str, ...]
+             ) -> Deferred[Sequence[OrderedSample]] | Sequence[OrderedSample]:
+        """The ordered samples for these barcodes (empty when none is known)."""
+
+
+class NoOrders:
+    """An order source that knows no orders: every query is answered "not found"."""
+
+    def find(self, sample_ids: tuple[str, ...]) -> Sequence[OrderedSample]:
+        """Nothing is ordered."""
+        return ()
+
+
+NO_ORDERS = NoOrders()
 
 
 class MllpAnalyzerProtocol(MllpConnection):
@@ -175,12 +198,14 @@ class MllpAnalyzerProtocol(MllpConnection):
     def __init__(self, config: MllpConfig, clock: IReactorTime, sink: Hl7Sink, *,
                  control_ids: Callable[[], str], utcnow: Callable[[], datetime],
                  recorder: WireRecorder | None = None,
-                 log: FilteringBoundLogger | None = None) -> None:
+                 log: FilteringBoundLogger | None = None,
+                 orders: OrderSource = NO_ORDERS) -> None:
         framer = MllpFramer(missing_fs_timeout=config.missing_fs_timeout,
                             max_message=config.max_message)
         super().__init__(clock, framer, recorder, log)
         self.config = config
         self._sink = sink
+        self._orders = orders
         self._control_ids = control_ids
         self._utcnow = utcnow
         self._queue: deque[_Received] = deque()
@@ -235,14 +260,35 @@ class MllpAnalyzerProtocol(MllpConnection):
 
     def _hand_over(self, item: _Received) -> Deferred[_Answer]:
         if item.rejection is None:
-            d = maybeDeferred(self._sink.message_received, item.message)
-            return d.addCallbacks(lambda _: _Answer(Outcome.ACCEPTED), self._sink_failed,
-                                  errbackArgs=(item,))
+            stored: Deferred[object] = maybeDeferred(self._sink.message_received, item.message)
+            answered: Deferred[_Answer] = stored.addCallback(self._after_stored, item)
+            return answered.addErrback(self._sink_failed, item)
         code, reason = item.rejection
         rejected = RejectedMessage(item.message.raw, item.offset, reason, code)
         d = maybeDeferred(self._keep_rejected, rejected)
         return d.addCallbacks(lambda _: _Answer(Outcome.REJECTED, reason, code),
                               self._sink_failed, errbackArgs=(item,))
+
+    def _after_stored(self, _stored: object, item: _Received) -> _Answer | Deferred[_Answer]:
+        role = role_of(item.message)
+        if role is MessageRole.QUERY:
+            return self._answer_query(item)
+        return _Answer(Outcome.ACCEPTED, silent=role is MessageRole.RESPONSE)
+
+    def _answer_query(self, item: _Received) -> Deferred[_Answer]:
+        pending = read_query(item.message)
+        found = self._orders.find(pending.keys)
+        d: Deferred[Sequence[OrderedSample]] = (
+            found if isinstance(found, Deferred) else succeed(found))
+
+        def answers(samples: Sequence[OrderedSample]) -> _Answer:
+            replies = build_answers(pending, samples, control_ids=self._control_ids,
+                                    now=self._utcnow())
+            self._log.info("query-answered", offset=item.offset, keys=len(pending.keys),
+                           found=len(samples), replies=len(replies))
+            return _Answer(Outcome.ACCEPTED, replies=tuple(replies))
+
+        return d.addCallback(answers)
 
     def _keep_rejected(self, item: RejectedMessage) -> Deferred[object] | None:
         if isinstance(self._sink, RejectedMessageSink):
@@ -263,6 +309,14 @@ class MllpAnalyzerProtocol(MllpConnection):
 
     def _answer(self, answer: _Answer, item: _Received) -> None:
         msg = item.message
+        if answer.silent:
+            self._log.info("response-received", offset=item.offset, **message_shape(msg))
+            return
+        if answer.replies is not None:
+            if not self._write(b"".join(frame(r) for r in answer.replies)):
+                self._log.warning("query-answer-not-sent", offset=item.offset,
+                                  reason="connection closed")
+            return
         codes = plan_acks(msg, answer.outcome, always_ack=self.config.always_ack)
         if not codes:
             self._log.info("ack-not-requested", offset=item.offset, outcome=answer.outcome.value)
@@ -297,8 +351,8 @@ AnalyzerProtocolBuilder = Callable[[WireRecorder | None, FilteringBoundLogger | 
                                    MllpAnalyzerProtocol]
 
 
-def analyzer_protocol_factory(dialect: Hl7Dialect, clock: IReactorTime, sink: Hl7Sink
-                              ) -> AnalyzerProtocolBuilder:
+def analyzer_protocol_factory(dialect: Hl7Dialect, clock: IReactorTime, sink: Hl7Sink,
+                              orders: OrderSource = NO_ORDERS) -> AnalyzerProtocolBuilder:
     """What ``service.py`` needs for an HL7 link: one builder per link.
 
     Every connection of the link shares the control-ID sequence (so ACK IDs
@@ -308,6 +362,7 @@ def analyzer_protocol_factory(dialect: Hl7Dialect, clock: IReactorTime, sink: Hl
         dialect: the link's driver.
         clock: the reactor (time source, timers, wall-clock for MSH-7).
         sink: the link's sink.
+        orders: where host queries look up work (default: none, answered NF).
     """
     config = mllp_config(dialect)
     control_ids = ControlIds.starting_at(clock.seconds())
@@ -316,7 +371,7 @@ def analyzer_protocol_factory(dialect: Hl7Dialect, clock: IReactorTime, sink: Hl
     def build(recorder: WireRecorder | None, log: FilteringBoundLogger | None
               ) -> MllpAnalyzerProtocol:
         return MllpAnalyzerProtocol(config, clock, sink, control_ids=control_ids,
-                                    utcnow=utcnow, recorder=recorder, log=log)
+                                    utcnow=utcnow, recorder=recorder, log=log, orders=orders)
 
     return build
 
