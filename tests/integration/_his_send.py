@@ -14,28 +14,54 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from twisted.internet.endpoints import HostnameEndpoint
 
 from lis_gateway import logconfig
-from lis_gateway.hl7.message import write_message
+from lis_gateway.hl7.datatypes import (
+    EntityIdentifier,
+    HierarchicDesignator,
+    MessageRoute,
+    ObservationCode,
+)
+from lis_gateway.hl7.oru import (
+    NumericValue,
+    Observation,
+    ObservationStatus,
+    Order,
+    ReportStatus,
+    build_oru_r01,
+)
+from lis_gateway.hl7.patient import PatientIdentity, Sex
 from lis_gateway.outbound.sender import DeliveryReport, HisClient
 
 SAFETY_TIMEOUT = 60.0
 
 
 def oru(control_id: str) -> bytes:
-    """A small v2.5.1 ORU^R01 as the gateway sends it to an HIS (made-up patient)."""
-    return write_message([
-        f"MSH|^~\\&|LIS-GATEWAY|LAB|HIS|HOSP|20240506070809+0200||ORU^R01^ORU_R01|{control_id}"
-        "|P|2.5.1|||AL|NE||UNICODE UTF-8",
-        "PID|1||P100201^^^LAB^MR||ROE^RICHARD||19571103|M",
-        "ORC|RE||S1^LAB",
-        "OBR|1||S1^LAB|58410-2^CBC panel^LN|||20240506070000",
-        "OBX|1|NM|6690-2^Leukocytes^LN||7.52|10*3/uL^^UCUM|4.00-10.00|N|||F|||20240506070809",
-        "OBX|2|NM|718-7^Hemoglobin^LN||11.2|g/dL^^UCUM|12.0-16.0|L|||F|||20240506070809",
-    ])
+    """The ORU^R01 v2.5.1 the gateway sends to an HIS, built by our own builder."""
+    ict = timezone(timedelta(hours=7))
+    lab, hosp = HierarchicDesignator("LAB"), HierarchicDesignator("HOSP")
+    route = MessageRoute(HierarchicDesignator("LIS-GATEWAY"), lab,
+                         HierarchicDesignator("HIS"), hosp)
+    patient = PatientIdentity(hospital_id="P100201", hospital=hosp, family_name="Roe",
+                              given_name="Richard", sex=Sex.MALE)
+    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=ict)
+    observations = (
+        Observation(ObservationCode("6690-2", "Leukocytes", "WBC", "WBC"),
+                    NumericValue(Decimal("7.52")), ObservationStatus.FINAL, unit="10*3/uL",
+                    reference_range="4.00-10.00", abnormal_flags=("N",), analyzed_at=when),
+        Observation(ObservationCode("718-7", "Hemoglobin", "HGB", "HGB"),
+                    NumericValue(Decimal("11.2")), ObservationStatus.FINAL, unit="g/dL",
+                    reference_range="12.0-16.0", abnormal_flags=("L",), analyzed_at=when),
+    )
+    order = Order(EntityIdentifier("S1", "LAB"),
+                  ObservationCode("58410-2", "CBC panel", "CBC", "CBC"), ReportStatus.FINAL,
+                  observations, collected_at=when, received_at=when)
+    return build_oru_r01(route, patient, (order,), control_id=control_id, now=when)
 
 
 def main() -> int:
