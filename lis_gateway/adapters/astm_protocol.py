@@ -25,11 +25,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-import structlog
 from structlog.typing import FilteringBoundLogger
 from twisted.internet.defer import FirstError, gatherResults, maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from lis_gateway.astm.assembler import (
@@ -56,6 +55,7 @@ from lis_gateway.astm.events import (
 from lis_gateway.astm.link import LinkConfig, LinkConnection
 from lis_gateway.wire import WireRecorder
 
+from .recorded import RecordedProtocol
 from .sink import Sink
 
 #: Events that are only logged: (log event name, level). Their fields hold
@@ -80,48 +80,13 @@ def failure_kind(failure: Failure) -> str:
     return failure.type.__qualname__ if failure.type is not None else "unknown"
 
 
-class _RecordedLinkProtocol(Protocol):
-    """What both link protocols share: clock, sink, recorder and logger."""
+class _RecordedLinkProtocol(RecordedProtocol):
+    """What both ASTM link protocols share: the recorded shell plus the sink."""
 
     def __init__(self, clock: IReactorTime, sink: Sink, recorder: WireRecorder | None,
-                 log: FilteringBoundLogger | None) -> None:
-        self._clock = clock
+                 log: FilteringBoundLogger | None, kind: str) -> None:
+        super().__init__(clock, recorder, log, kind)
         self._sink = sink
-        self._recorder = recorder
-        self._log: FilteringBoundLogger = (
-            log if log is not None else structlog.get_logger("lis_gateway.link"))
-        self._closed = False
-
-    @property
-    def is_connected(self) -> bool:
-        """``True`` between ``connectionMade`` and ``connectionLost``."""
-        return self.transport is not None and not self._closed
-
-    def connectionMade(self) -> None:
-        """Note the new connection in the recording and the log."""
-        if self._recorder is not None:
-            self._recorder.note("connected", self._clock.seconds())
-        self._log.info("link-connected")
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Note the loss, then close the recorder this protocol owns."""
-        self._closed = True
-        why = reason.getErrorMessage()
-        if self._recorder is not None:
-            self._recorder.note(f"connection lost: {why}", self._clock.seconds())
-            self._recorder.close()
-            self._recorder = None
-        self._log.info("link-disconnected", reason=why)
-
-    def _record(self, direction: str, data: bytes, t: float) -> None:
-        if self._recorder is not None:
-            self._recorder.record(direction, data, t)
-
-    def _write(self, data: bytes) -> None:
-        if not data or self.transport is None or self._closed:
-            return
-        self._record("tx", data, self._clock.seconds())
-        self.transport.write(data)
 
     def _finish(self, items: Iterable[AssemblerEvent]) -> None:
         """Hand over what no held ACK depends on (end of transfer, bare records)."""
@@ -161,11 +126,9 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
     def __init__(self, config: LinkConfig, clock: IReactorTime, encoding: str, sink: Sink,
                  recorder: WireRecorder | None = None,
                  log: FilteringBoundLogger | None = None) -> None:
-        super().__init__(clock, sink, recorder, log)
+        super().__init__(clock, sink, recorder, log, "astm")
         self.link = LinkConnection(dataclasses.replace(config, manual_ack=True))
         self._assembler = MessageAssembler(encoding)
-        self._timer: IDelayedCall | None = None
-        self._timer_at: float | None = None
         self._hold: object | None = None  # token of the frame whose ACK waits for the sink
         self._refused = False  # we NAKed a frame that has not come again yet
         self._in_turn = False
@@ -179,8 +142,7 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Record the bytes, feed them to the link, then run one turn."""
-        now = self._clock.seconds()
-        self._record("rx", data, now)
+        now = self._record_received(data)
         self.link.receive_data(data, now)
         self._turn()
 
@@ -190,7 +152,6 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         self._hold = None
         self.link.connection_lost(self._clock.seconds())
         self._turn()
-        self._cancel_timer()
         super().connectionLost(reason)
 
     # ------------------------------------------------------------------- API
@@ -227,30 +188,11 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             self._in_turn = False
         self._rearm()
 
-    def _rearm(self) -> None:
-        when = None if self._closed else self.link.get_timer()
-        if self._timer is not None and when == self._timer_at:
-            return
-        self._cancel_timer()
-        if when is not None:
-            self._timer_at = when
-            delay = max(0.0, when - self._clock.seconds())
-            self._timer = self._clock.callLater(delay, self._on_timer)
+    def _deadline(self) -> float | None:
+        return self.link.get_timer()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
-
-    def _on_timer(self) -> None:
-        due = self._timer_at
-        self._timer = None
-        self._timer_at = None
-        now = self._clock.seconds()
-        # The reactor fired the call, so it is due; max() absorbs float rounding
-        # in "now + (when - now)" that would otherwise make the core wait again.
-        self.link.handle_timer(now if due is None else max(now, due))
+    def _fire_timers(self, now: float) -> None:
+        self.link.handle_timer(now)
         self._turn()
 
     # --------------------------------------------------------------- routing
@@ -356,14 +298,14 @@ class BareRecordProtocol(_RecordedLinkProtocol):
     def __init__(self, clock: IReactorTime, encoding: str, sink: Sink,
                  recorder: WireRecorder | None = None,
                  log: FilteringBoundLogger | None = None) -> None:
-        super().__init__(clock, sink, recorder, log)
+        super().__init__(clock, sink, recorder, log, "bare")
         self._assembler = MessageAssembler(encoding, any_newline=True)
         self._buffer = bytearray()
         self._offset = 0  # link offset of the first byte in the buffer
 
     def dataReceived(self, data: bytes) -> None:
         """Record the bytes and feed every complete line to the assembler."""
-        self._record("rx", data, self._clock.seconds())
+        self._record_received(data)
         self._buffer += data
         cut = max(self._buffer.rfind(b"\r"), self._buffer.rfind(b"\n")) + 1
         if cut:

@@ -20,15 +20,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import structlog
 from structlog.typing import FilteringBoundLogger
 from twisted.internet.interfaces import (
-    IDelayedCall,
     IReactorTime,
 )
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
+from lis_gateway.adapters.recorded import RecordedProtocol
 from lis_gateway.astm.assembler import IncompleteTransmission
 from lis_gateway.hl7.message import Hl7Message
 from lis_gateway.hl7.mllp import (
@@ -132,59 +131,26 @@ def utcnow_from(clock: IReactorTime) -> Callable[[], datetime]:
 # ------------------------------------------------------------------ shared shell
 
 
-class MllpConnection(Protocol):
-    """Clock, framer, recorder, logger and the one re-armed timer."""
+class MllpConnection(RecordedProtocol):
+    """The recorded shell plus the MLLP framer, whose silence deadline drives the timer."""
 
     def __init__(self, clock: IReactorTime, framer: MllpFramer, recorder: WireRecorder | None,
                  log: FilteringBoundLogger | None) -> None:
-        self._clock = clock
+        super().__init__(clock, recorder, log, "mllp")
         self._framer = framer
-        self._recorder = recorder
-        self._log: FilteringBoundLogger = (
-            log if log is not None else structlog.get_logger("lis_gateway.link"))
-        self._closed = False
-        self._timer: IDelayedCall | None = None
-        self._timer_at: float | None = None
-
-    @property
-    def is_connected(self) -> bool:
-        """``True`` between ``connectionMade`` and ``connectionLost``."""
-        return self.transport is not None and not self._closed
-
-    def connectionMade(self) -> None:
-        """Note the new connection in the recording and the log."""
-        if self._recorder is not None:
-            self._recorder.note("connected", self._clock.seconds())
-        self._log.info("link-connected", protocol="mllp")
 
     def dataReceived(self, data: bytes) -> None:
         """Record the bytes, frame them, route the blocks, re-arm the timer."""
-        now = self._clock.seconds()
-        if self._recorder is not None:
-            self._recorder.record("rx", data, now)
+        now = self._record_received(data)
         self._route(self._framer.receive_data(data, now))
         self._rearm()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Report what was left half-received, stop the timer, close the recorder."""
+        """Report what was left half-received, then close the shell."""
         self._closed = True
         self._route(self._framer.connection_lost())
         self._lost()
-        self._cancel_timer()
-        why = reason.getErrorMessage()
-        if self._recorder is not None:
-            self._recorder.note(f"connection lost: {why}", self._clock.seconds())
-            self._recorder.close()
-            self._recorder = None
-        self._log.info("link-disconnected", reason=why)
-
-    def _write(self, data: bytes) -> bool:
-        if self.transport is None or self._closed:
-            return False
-        if self._recorder is not None:
-            self._recorder.record("tx", data, self._clock.seconds())
-        self.transport.write(data)
-        return True
+        super().connectionLost(reason)
 
     # The subclass parts: route framer events, its own deadline, connection loss.
 
@@ -199,30 +165,6 @@ class MllpConnection(Protocol):
 
     def _lost(self) -> None:
         """The connection is gone (called before the timer stops)."""
-
-    def _rearm(self) -> None:
-        when = None if self._closed else self._deadline()
-        if self._timer is not None and when == self._timer_at:
-            return
-        self._cancel_timer()
-        if when is not None:
-            self._timer_at = when
-            self._timer = self._clock.callLater(max(0.0, when - self._clock.seconds()),
-                                                self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
-
-    def _on_timer(self) -> None:
-        due, now = self._timer_at, self._clock.seconds()
-        self._timer = None
-        self._timer_at = None
-        # The call fired, so it is due; max() absorbs "now + (when - now)" rounding.
-        self._fire_timers(now if due is None else max(now, due))
-        self._rearm()
 
     def _log_block_trouble(self, event: BlockIncomplete | StrayBytes) -> IncompleteTransmission:
         if isinstance(event, BlockIncomplete):
