@@ -1,20 +1,46 @@
-"""Analyzer drivers: one module per family, listed explicitly in REGISTRY.
+"""Analyzer drivers: one module per family, each defining ``SPEC`` (a DriverSpec).
 
-Only the composition root (``lis_gateway.service``) and the CLI import this
-package; the protocol core never does. See docs/architecture.md on the
-top-level package name.
+Adding a family means adding one module (and its fixtures and mapping
+table): every module of this package whose name does not start with ``_``
+and that defines ``SPEC`` is registered, in name order. Only the composition
+root, the CLI and the offline decoder import this package; the protocol core
+never does. See docs/architecture.md on the top-level package name.
 """
 
 from __future__ import annotations
 
-from . import generic_astm, generic_hl7
-from ._context import Hl7ResultContext, ResultContext
-from ._spec import DriverSpec, Framing, Protocol, SerialDefaults, TcpRole
+import importlib
+import pkgutil
 
-REGISTRY: dict[str, DriverSpec] = {
-    spec.name: spec
-    for spec in (generic_astm.SPEC, generic_hl7.SPEC)
-}
+from ._context import Hl7ResultContext, ResultContext
+from ._spec import (
+    DEFAULT_FLAG_MAP,
+    DriverSpec,
+    Framing,
+    Protocol,
+    QueryStyle,
+    ResultRole,
+    SerialDefaults,
+    TcpRole,
+)
+
+
+def _discover() -> dict[str, DriverSpec]:
+    found: dict[str, DriverSpec] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name == "extract":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        spec = getattr(module, "SPEC", None)
+        if not isinstance(spec, DriverSpec):
+            continue
+        if spec.name in found:
+            raise RuntimeError(f"two drivers are called {spec.name!r}")
+        found[spec.name] = spec
+    return found
+
+
+REGISTRY: dict[str, DriverSpec] = _discover()
 
 
 def get(name: str) -> DriverSpec:
@@ -29,5 +55,6 @@ def get(name: str) -> DriverSpec:
         raise KeyError(f"unknown driver {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
 
 
-__all__ = ["REGISTRY", "DriverSpec", "Framing", "Hl7ResultContext", "Protocol", "ResultContext",
-           "SerialDefaults", "TcpRole", "get"]
+__all__ = ["DEFAULT_FLAG_MAP", "REGISTRY", "DriverSpec", "Framing", "Hl7ResultContext",
+           "Protocol", "QueryStyle", "ResultContext", "ResultRole", "SerialDefaults", "TcpRole",
+           "get"]

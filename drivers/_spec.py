@@ -7,7 +7,9 @@ all. The core (``lis_gateway.astm``) never imports drivers.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 from dataclasses import dataclass, field
 
 from lis_gateway.astm.frames import ChecksumMode
@@ -15,6 +17,41 @@ from lis_gateway.astm.link import LinkConfig
 
 from . import _astm_generic, _hl7_generic
 from ._context import Hl7ResultContext, ResultContext
+
+
+class ResultRole(enum.Enum):
+    """What one result record (R or OBX) is."""
+
+    REPORTABLE = "reportable"  #: the value that goes to the lab and the HIS
+    SUPPLEMENTARY = "supplementary"  #: attached to the reportable result before it
+    #: (interpretation, raw signal, Ct value, replicate)
+    INSTRUMENT_FLAG = "instrument-flag"  #: a flag sent as a pseudo-result (Sysmex)
+    IGNORED = "ignored"  #: not a result at all (Mindray run-mode rows)
+
+
+class QueryStyle(enum.Enum):
+    """How the family asks the host for work (documentation for the driver list)."""
+
+    NONE = "none"  #: results only
+    ASTM_Q = "astm-q"  #: ASTM Q record after the barcode is read; host answers in a new session
+    MINDRAY_QRY = "mindray-qry"  #: HL7 QRY^Q02 -> QCK^Q02 + DSR^Q03
+    LAW_QBP = "law-qbp"  #: IHE LAW QBP^Q11 -> RSP^K11 + OML^O33
+
+
+#: Analyzer flag -> HL7 table 0078. Families override or extend this.
+DEFAULT_FLAG_MAP: Mapping[str, str] = MappingProxyType({
+    "L": "L", "H": "H", "LL": "LL", "HH": "HH", "N": "N", "A": "A", "AA": "AA",
+    "<": "<", ">": ">", "U": "U", "D": "D", "B": "B", "W": "W", "S": "S", "R": "R",
+    "I": "I", "MS": "MS", "VS": "VS", "POS": "POS", "NEG": "NEG",
+})
+
+
+def _reportable(_ctx: object) -> ResultRole:
+    return ResultRole.REPORTABLE
+
+
+def _never_qc(_message: object) -> bool:
+    return False
 
 
 class Protocol(enum.Enum):
@@ -69,6 +106,18 @@ class DriverSpec:
         hl7_default_encoding: used when MSH-18 is absent or unknown.
         hl7_always_ack: answer even when MSH-15/16 say NE (Snibe waits for an ACK anyway).
         missing_fs_timeout: silence that ends an MLLP block sent without FS.
+        result_role, hl7_result_role: which result records are reportable, supplementary
+            (interpretation, raw signal, Ct), instrument flags, or ignored.
+        flag_map: the family's flag codes -> HL7 table 0078; unknown flags are kept
+            as instrument flags with a problem.
+        default_status: result status to assume when the analyzer leaves it empty.
+        timezone: the analyzer clock's IANA time zone (ASTM carries none).
+        is_qc: recognises a QC run (H-12 = Q, O-16 control, MSH-16 = 2, ...), so QC
+            is never reported as a patient result.
+        query_style: how the family asks for work.
+        mapping_table: name of its table in ``mappings/`` (default: the driver name).
+        models: analyzer models the family covers, for the driver list.
+        tested_with: what the fixtures are derived from, for the README table.
     """
 
     name: str
@@ -95,6 +144,21 @@ class DriverSpec:
     per_record_frames: bool = True
     lowercase_checksum: bool = False
     receive_timeout: float = 30.0
+    result_role: Callable[[ResultContext], ResultRole] = _reportable
+    hl7_result_role: Callable[[Hl7ResultContext], ResultRole] = _reportable
+    flag_map: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FLAG_MAP)
+    default_status: str = "F"
+    timezone: str = "Asia/Ho_Chi_Minh"
+    is_qc: Callable[[Any], bool] = _never_qc
+    query_style: QueryStyle = QueryStyle.NONE
+    mapping_table: str = ""
+    models: str = ""
+    tested_with: str = ""
+
+    @property
+    def table_name(self) -> str:
+        """The mapping table's file stem in a mappings directory."""
+        return self.mapping_table or self.name
 
     def link_config(self, **overrides: object) -> LinkConfig:
         """The gateway-side (computer role) link configuration of this family."""

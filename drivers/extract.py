@@ -9,7 +9,7 @@ from lis_gateway.astm.records import OrderRecord, PatientRecord, ResultRecord
 from lis_gateway.hl7.message import Hl7Message
 
 from ._context import Hl7ResultContext, ResultContext
-from ._spec import DriverSpec
+from ._spec import DriverSpec, ResultRole
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +30,21 @@ class ResultRow:
     completed_at: str
     instrument: str
     record_index: int
+    role: ResultRole = ResultRole.REPORTABLE
+    qc: bool = False
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dictionary (flags as a list)."""
         d = asdict(self)
         d["flags"] = list(self.flags)
+        d["role"] = self.role.value
         return d
 
 
 def extract_results(message: AstmMessage, spec: DriverSpec) -> list[ResultRow]:
     """Every R record of ``message`` as a :class:`ResultRow`, in order."""
     delims = message.decoded.delimiters
+    qc = spec.is_qc(message)
     patient: PatientRecord | None = None
     order: OrderRecord | None = None
     rows: list[ResultRow] = []
@@ -63,6 +67,8 @@ def extract_results(message: AstmMessage, spec: DriverSpec) -> list[ResultRow]:
                 completed_at=rec.completed_at,
                 instrument=delims.text(rec.instrument_id),
                 record_index=index,
+                role=spec.result_role(ctx),
+                qc=qc,
             ))
     return rows
 
@@ -73,6 +79,7 @@ def extract_hl7_results(message: Hl7Message, spec: DriverSpec) -> list[ResultRow
     Each OBX is read with the nearest SPM, OBR and PID before it.
     """
     d = message.delimiters
+    qc = spec.is_qc(message)
     obr = spm = pid = None
     rows: list[ResultRow] = []
     for index, seg in enumerate(message.segments):
@@ -98,5 +105,7 @@ def extract_hl7_results(message: Hl7Message, spec: DriverSpec) -> list[ResultRow
                 completed_at=seg[14],
                 instrument=d.text(seg[18]),
                 record_index=index,
+                role=spec.hl7_result_role(ctx),
+                qc=qc,
             ))
     return rows
