@@ -46,6 +46,21 @@ DEFAULT_FLAG_MAP: Mapping[str, str] = MappingProxyType({
 })
 
 
+@dataclass(frozen=True, slots=True)
+class CustomDecode:
+    """What a vendor-protocol decoder found in captured bytes.
+
+    Attributes:
+        rows: result rows (``drivers.extract.ResultRow``), in order.
+        messages: how many complete messages were read.
+        problems: each with its byte offset, in words a technician can act on.
+    """
+
+    rows: tuple[Any, ...]
+    messages: int
+    problems: tuple[str, ...] = ()
+
+
 def _reportable(_ctx: object) -> ResultRole:
     return ResultRole.REPORTABLE
 
@@ -66,6 +81,7 @@ class Framing(enum.Enum):
 
     E1381 = "e1381"  #: ENQ / frames with checksums / EOT (serial or TCP)
     BARE = "bare"  #: E1394 records with no E1381 framing (TCP); ends at L or close
+    CUSTOM = "custom"  #: a vendor byte protocol (Beckman AU online): ``custom_decoder`` reads it
 
 
 class TcpRole(enum.Enum):
@@ -116,6 +132,7 @@ class DriverSpec:
             is never reported as a patient result.
         query_style: how the family asks for work.
         mapping_table: name of its table in ``mappings/`` (default: the driver name).
+        custom_decoder: for ``Framing.CUSTOM``: captured bytes -> rows and problems.
         models: analyzer models the family covers, for the driver list.
         tested_with: what the fixtures are derived from, for the README table.
     """
@@ -152,6 +169,7 @@ class DriverSpec:
     is_qc: Callable[[Any], bool] = _never_qc
     query_style: QueryStyle = QueryStyle.NONE
     mapping_table: str = ""
+    custom_decoder: Callable[[bytes], CustomDecode] | None = None
     models: str = ""
     tested_with: str = ""
 

@@ -37,6 +37,12 @@ class CaptureReport:
     rows: list[tuple[int, ResultRow]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     incomplete: list[IncompleteTransmission] = field(default_factory=list)
+    custom_messages: int = 0  #: messages read by a vendor-protocol decoder
+
+    @property
+    def parsed_anything(self) -> bool:
+        """At least one message was read."""
+        return bool(self.messages) or self.custom_messages > 0
 
 
 class _Decoder:
@@ -123,6 +129,10 @@ def decode_capture(data: bytes, spec: DriverSpec, *, encoding: str | None = None
     """
     if spec.protocol is Protocol.HL7:
         return _decode_hl7(data, spec, encoding)
+    if spec.framing is Framing.CUSTOM and spec.custom_decoder is not None:
+        custom = spec.custom_decoder(data)
+        return CaptureReport(rows=[(1, row) for row in custom.rows],
+                             problems=list(custom.problems), custom_messages=custom.messages)
     enc = encoding or spec.encoding
     if is_recording(data):
         return _decode_recording(data, spec, enc, accept_bad_checksums, repair_line_endings)

@@ -42,13 +42,13 @@ def cmd_parse(args: argparse.Namespace) -> int:
         report = decode_capture(data, args.driver, encoding=args.encoding,
                                 accept_bad_checksums=args.accept_bad_checksums,
                                 repair_line_endings=args.repair_line_endings)
-        parsed_any = parsed_any or bool(report.messages)
+        parsed_any = parsed_any or report.parsed_anything
         for number, row in report.rows:
             print(json.dumps({"file": path, "message": number, **row.to_dict()},
                              ensure_ascii=False))
         for problem in report.problems:
             print(f"{path}: {problem}", file=sys.stderr)
-        if not report.messages:
+        if not report.parsed_anything:
             print(f"{path}: no message could be parsed", file=sys.stderr)
     return 0 if parsed_any else 1
 
