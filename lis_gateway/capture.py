@@ -26,6 +26,8 @@ from lis_gateway.astm.frames import ChecksumMode
 from lis_gateway.astm.link import LinkConnection
 from lis_gateway.hl7.message import Hl7Message, parse_message
 from lis_gateway.hl7.mllp import BlockIncomplete, BlockReceived, MllpEvent, MllpFramer, StrayBytes
+from lis_gateway.mapping import MappingTable
+from lis_gateway.normalize import NormalizedResult, RowView, normalize
 from lis_gateway.wire import WireChunk, is_recording, read_recording
 
 
@@ -216,3 +218,18 @@ def _decode_hl7(data: bytes, spec: DriverSpec, encoding: str | None) -> CaptureR
     collect(framer.handle_timer(t + spec.missing_fs_timeout))
     collect(framer.connection_lost())
     return report
+
+
+def normalize_report(report: CaptureReport, spec: DriverSpec, table: MappingTable | None
+                     ) -> list[tuple[int, NormalizedResult]]:
+    """Normalize every message's rows (roles, flags, mapping), message by message."""
+    out: list[tuple[int, NormalizedResult]] = []
+    by_message: dict[int, list[RowView]] = {}
+    for number, row in report.rows:
+        by_message.setdefault(number, []).append(RowView(
+            row.sample_id, row.test, row.value, row.unit, row.reference_range, row.flags,
+            row.status, row.role.value, row.qc, row.completed_at, row.instrument))
+    for number, rows in by_message.items():
+        out += [(number, result) for result in normalize(
+            rows, table, flag_map=spec.flag_map, default_status=spec.default_status)]
+    return out

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import drivers
 from lis_gateway import __version__
+from lis_gateway.normalize import NormalizedResult
 
 
 def _encoding(name: str) -> str:
@@ -28,10 +29,46 @@ def _driver(name: str) -> drivers.DriverSpec:
         raise argparse.ArgumentTypeError(str(exc.args[0])) from None
 
 
-def cmd_parse(args: argparse.Namespace) -> int:
-    """Decode wire captures and print one JSON line per result."""
-    from lis_gateway.capture import decode_capture
+#: The repository's mapping tables (sites put their own directory first with --mapping).
+DEFAULT_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
+
+def _result_json(path: str, number: int, result: NormalizedResult) -> str:
+    row = result.row
+    return json.dumps({
+        "file": path, "message": number, "sample_id": row.sample_id, "test": row.test,
+        "value": row.value, "unit": row.unit, "reference_range": row.reference_range,
+        "flags": list(row.flags), "status": row.status, "completed_at": row.completed_at,
+        "instrument": row.instrument, "qc": row.qc,
+        "code": result.code, "national_code": result.national_code, "loinc": result.loinc,
+        "name": result.name_vi, "unit_ucum": result.unit_ucum,
+        "number": None if result.number is None else str(result.number),
+        "comparator": result.value.comparator, "text": result.value.text,
+        "flags_hl7": list(result.flags), "instrument_flags": list(result.instrument_flags),
+        "supplementary": [{"test": s.test, "value": s.value, "unit": s.unit}
+                          for s in result.supplementary],
+        "result_status": result.status, "lab_reference_range": result.reference_range,
+        "critical": result.critical, "problems": list(result.problems),
+        "mapping_version": result.mapping_version[:12],
+    }, ensure_ascii=False)
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Decode wire captures and print one JSON line per reportable result."""
+    from lis_gateway.capture import decode_capture, normalize_report
+    from lis_gateway.mapping import MappingTableError, load_table
+
+    spec: drivers.DriverSpec = args.driver
+    directories = [*args.mapping, DEFAULT_MAPPINGS]
+    try:
+        table = load_table(directories, spec.table_name)
+    except MappingTableError as exc:
+        for table_problem in exc.problems:
+            print(f"mapping table error: {table_problem}", file=sys.stderr)
+        return 2
+    if table is None:
+        print(f"note: no mapping table {spec.table_name}.csv in "
+              f"{', '.join(map(str, directories))}: results are not mapped", file=sys.stderr)
     parsed_any = False
     for path in args.files:
         try:
@@ -39,13 +76,12 @@ def cmd_parse(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
             continue
-        report = decode_capture(data, args.driver, encoding=args.encoding,
+        report = decode_capture(data, spec, encoding=args.encoding,
                                 accept_bad_checksums=args.accept_bad_checksums,
                                 repair_line_endings=args.repair_line_endings)
         parsed_any = parsed_any or report.parsed_anything
-        for number, row in report.rows:
-            print(json.dumps({"file": path, "message": number, **row.to_dict()},
-                             ensure_ascii=False))
+        for number, result in normalize_report(report, spec, table):
+            print(_result_json(path, number, result))
         for problem in report.problems:
             print(f"{path}: {problem}", file=sys.stderr)
         if not report.parsed_anything:
@@ -119,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="character encoding (default: the driver's, usually latin-1)")
     p.add_argument("--accept-bad-checksums", action="store_true",
                    help="keep frames whose checksum fails, reporting them as warnings")
+    p.add_argument("--mapping", action="append", type=Path, default=[], metavar="DIR",
+                   help="a directory of mapping tables, searched before the shipped ones "
+                        "(repeatable)")
     p.add_argument("--repair-line-endings", action="store_true",
                    help="undo CR/LF damage by terminal servers or capture tools before the "
                         "checksum check (reported as warnings)")

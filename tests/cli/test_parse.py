@@ -101,3 +101,34 @@ def test_console_script_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "lis_gateway", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "parse" in out
+
+
+SITE_TABLE = (
+    "analyzer_code,local_code,national_code,appendix11_code,loinc,name_vi,name_en,"
+    "analyzer_unit,unit_ucum,factor,offset,decimals,critical_low,critical_high,"
+    "autoverify_low,autoverify_high\n"
+    "GLU,GLU,,,2345-7,Glucose,Glucose,mg/dL,mmol/L,0.0555,0,1,2.5,25,,\n")
+
+
+def test_site_mapping_directory_maps_results(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--mapping DIR: codes, LOINC, UCUM unit and converted number appear; the rest says why."""
+    (tmp_path / "generic-astm.csv").write_text(SITE_TABLE, encoding="utf-8")
+    capture = tmp_path / "c.txt"
+    capture.write_bytes(b"H|\\^&\nP|1\nO|1|S7\nR|1|^^^GLU|99|mg/dL\nR|2|^^^NA|140|mmol/L\nL|1\n")
+    assert main(["parse", "--mapping", str(tmp_path), str(capture)]) == 0
+    glu, na = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (glu["code"], glu["loinc"], glu["unit_ucum"], glu["number"]) == (
+        "GLU", "2345-7", "mmol/L", "5.5")
+    assert glu["problems"] == [] and len(glu["mapping_version"]) == 12
+    assert na["code"] == "" and na["problems"][0].startswith("not-mapped")
+
+
+def test_bad_site_table_stops_with_located_errors(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A table with an error is not used at all: exit status 2, file:line: column named."""
+    (tmp_path / "generic-astm.csv").write_text(SITE_TABLE.replace("2345-7", "2345-8"),
+                                                encoding="utf-8")
+    assert main(["parse", "--mapping", str(tmp_path), str(FIXTURES / "roche_1.bin")]) == 2
+    err = capsys.readouterr().err
+    assert "generic-astm.csv:2: column loinc" in err
