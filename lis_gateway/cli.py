@@ -122,10 +122,36 @@ def cmd_hl7_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_drivers(args: argparse.Namespace) -> int:
-    """List the analyzer drivers."""
+    """List the analyzer drivers with their defaults."""
     for name, spec in sorted(drivers.REGISTRY.items()):
-        print(f"{name:20} {spec.description}")
+        if args.json:
+            print(json.dumps(_driver_facts(spec), ensure_ascii=False))
+            continue
+        facts = _driver_facts(spec)
+        print(f"{name}: {spec.description}")
+        for key in ("models", "protocol", "framing", "tcp_role", "serial", "encoding",
+                    "checksum", "query_style", "default_status", "timezone", "mapping_table"):
+            if facts.get(key):
+                print(f"    {key.replace('_', ' ')}: {facts[key]}")
     return 0
+
+
+def _driver_facts(spec: drivers.DriverSpec) -> dict[str, object]:
+    s = spec.serial
+    hl7 = spec.protocol is drivers.Protocol.HL7
+    return {
+        "name": spec.name, "description": spec.description, "models": spec.models,
+        "protocol": spec.protocol.value,
+        "framing": "mllp" if hl7 else spec.framing.value,
+        "tcp_role": spec.tcp_role.value,
+        "serial": "" if hl7 else f"{s.baudrate} {s.bytesize}{s.parity}{s.stopbits:g}",
+        "encoding": (spec.hl7_encoding or "MSH-18, else " + spec.hl7_default_encoding)
+        if hl7 else spec.encoding,
+        "checksum": "" if hl7 else spec.checksum_mode.value,
+        "query_style": spec.query_style.value, "default_status": spec.default_status,
+        "timezone": spec.timezone, "mapping_table": spec.table_name,
+        "tested_with": spec.tested_with,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     hl7_sim.add_arguments(p)
     p.set_defaults(func=cmd_hl7_sim)
 
-    p = sub.add_parser("drivers", help="list the analyzer drivers")
+    p = sub.add_parser("drivers", help="list the analyzer drivers with their defaults")
+    p.add_argument("--json", action="store_true", help="one JSON object per driver")
     p.set_defaults(func=cmd_drivers)
     return parser
 

@@ -132,3 +132,11 @@ def test_bad_site_table_stops_with_located_errors(tmp_path: Path,
     assert main(["parse", "--mapping", str(tmp_path), str(FIXTURES / "roche_1.bin")]) == 2
     err = capsys.readouterr().err
     assert "generic-astm.csv:2: column loinc" in err
+
+
+def test_drivers_lists_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    """`lis-gateway drivers --json` gives each driver's protocol, transport and query style."""
+    assert main(["drivers", "--json"]) == 0
+    facts = {d["name"]: d for d in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert facts["generic-astm"]["serial"] == "9600 8N1"
+    assert facts["generic-hl7"]["framing"] == "mllp"
