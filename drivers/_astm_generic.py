@@ -41,3 +41,44 @@ def test_code(ctx: ResultContext) -> str:
         if comp.strip():
             return comp.strip()
     return ""
+
+
+def unit(ctx: ResultContext) -> str:
+    """R-5 with escapes decoded."""
+    return ctx.delimiters.text(ctx.result.units)
+
+
+def reference_range(ctx: ResultContext) -> str:
+    """R-6 with escapes decoded."""
+    return ctx.delimiters.text(ctx.result.reference_range)
+
+
+def flags(ctx: ResultContext) -> tuple[str, ...]:
+    """The non-empty repeats of R-7, each with escapes decoded."""
+    d = ctx.delimiters
+    return tuple(d.text(f) for f in d.repeats(ctx.result.abnormal_flags) if f)
+
+
+def qc_by_processing_or_action(message: object) -> bool:
+    """The usual ASTM QC marks: H-12 = Q, or an O record with O-12 = Q."""
+    from lis_gateway.astm.assembler import AstmMessage
+    from lis_gateway.astm.records import HeaderRecord, OrderRecord
+
+    if not isinstance(message, AstmMessage):
+        return False
+    for rec in message.decoded.records:
+        if isinstance(rec, HeaderRecord) and rec.processing_id.strip().upper() == "Q":
+            return True
+        if isinstance(rec, OrderRecord) and rec.action_code.strip().upper() == "Q":
+            return True
+    return False
+
+
+def completed_at(ctx: ResultContext) -> str:
+    """R-13 (date and time the test was completed), as sent."""
+    return ctx.result.completed_at
+
+
+def completed_or_started_at(ctx: ResultContext) -> str:
+    """R-13, else R-12: analyzers that fill only "started" (cobas c 311, Atellica DM)."""
+    return ctx.result.completed_at or ctx.result.started_at

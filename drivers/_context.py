@@ -5,18 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lis_gateway.astm.delimiters import Delimiters
-from lis_gateway.astm.records import OrderRecord, PatientRecord, ResultRecord
+from lis_gateway.astm.records import CommentRecord, OrderRecord, PatientRecord, ResultRecord
 from lis_gateway.hl7.message import Hl7Message, Segment
 
 
 @dataclass(frozen=True, slots=True)
 class ResultContext:
-    """An ASTM R record with the P and O records it belongs to."""
+    """An ASTM R record with the P and O records it belongs to and the C records after it."""
 
     delimiters: Delimiters
     patient: PatientRecord | None
     order: OrderRecord | None
     result: ResultRecord
+    comments: tuple[CommentRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,3 +33,13 @@ def test_code(ctx: Hl7ResultContext) -> str:
 def is_result(ctx: Hl7ResultContext) -> bool:
     """Every OBX except value type IS (Mindray run-mode settings)."""
     return ctx.obx[2].strip().upper() != "IS"
+
+
+def completed_at(ctx: Hl7ResultContext) -> str:
+    """OBX-14, date and time of the observation."""
+    return ctx.obx[14]
+
+
+def analysis_or_observation_time(ctx: Hl7ResultContext) -> str:
+    """OBX-19 (analysis time, v2.5), else OBX-14 (Maglumi and BA400 put the result time in 19)."""
+    return ctx.obx[19] or ctx.obx[14]

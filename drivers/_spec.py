@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-from dataclasses import dataclass, field
 
 from lis_gateway.astm.frames import ChecksumMode
 from lis_gateway.astm.link import LinkConfig
@@ -117,11 +117,17 @@ class DriverSpec:
         max_text, per_record_frames, lowercase_checksum, receive_timeout:
             link-layer dialect switches (see :class:`LinkConfig`).
         sample_id, test_code: ASTM hooks giving a result's sample ID and test code.
-        hl7_sample_id, hl7_test_code, hl7_is_result: the same for HL7 OBX segments.
+        hl7_sample_id, hl7_test_code, hl7_is_result, hl7_completed_at: the same for HL7
+            OBX segments (the result time is OBX-14, or OBX-19 for some families).
         hl7_encoding: forces the HL7 character set; ``None`` honours a sane MSH-18.
         hl7_default_encoding: used when MSH-18 is absent or unknown.
         hl7_always_ack: answer even when MSH-15/16 say NE (Snibe waits for an ACK anyway).
         missing_fs_timeout: silence that ends an MLLP block sent without FS.
+        completed_at: ASTM hook for the result time (R-13; some families use R-12).
+        unit, reference_range, flags: ASTM hooks for R-5, R-6 and R-7 (a family may
+            read flags from the C records after the R, or drop a range *name*).
+        status_map: the family's result status -> HL7 OBX-11 (F, C, P, X, ...); a
+            status not in the map is passed on as sent.
         result_role, hl7_result_role: which result records are reportable, supplementary
             (interpretation, raw signal, Ct), instrument flags, or ignored.
         flag_map: the family's flag codes -> HL7 table 0078; unknown flags are kept
@@ -145,6 +151,7 @@ class DriverSpec:
     hl7_sample_id: Callable[[Hl7ResultContext], str] = _hl7_generic.sample_id
     hl7_test_code: Callable[[Hl7ResultContext], str] = _hl7_generic.test_code
     hl7_is_result: Callable[[Hl7ResultContext], bool] = _hl7_generic.is_result
+    hl7_completed_at: Callable[[Hl7ResultContext], str] = _hl7_generic.completed_at
     hl7_encoding: str | None = None
     hl7_default_encoding: str = "utf-8"
     hl7_always_ack: bool = True
@@ -161,6 +168,11 @@ class DriverSpec:
     per_record_frames: bool = True
     lowercase_checksum: bool = False
     receive_timeout: float = 30.0
+    unit: Callable[[ResultContext], str] = _astm_generic.unit
+    completed_at: Callable[[ResultContext], str] = _astm_generic.completed_at
+    reference_range: Callable[[ResultContext], str] = _astm_generic.reference_range
+    flags: Callable[[ResultContext], tuple[str, ...]] = _astm_generic.flags
+    status_map: Mapping[str, str] = field(default_factory=dict)
     result_role: Callable[[ResultContext], ResultRole] = _reportable
     hl7_result_role: Callable[[Hl7ResultContext], ResultRole] = _reportable
     flag_map: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FLAG_MAP)

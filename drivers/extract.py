@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from lis_gateway.astm.assembler import AstmMessage
-from lis_gateway.astm.records import OrderRecord, PatientRecord, ResultRecord
+from lis_gateway.astm.records import CommentRecord, OrderRecord, PatientRecord, ResultRecord
 from lis_gateway.hl7.message import Hl7Message
 
 from ._context import Hl7ResultContext, ResultContext
@@ -48,23 +48,28 @@ def extract_results(message: AstmMessage, spec: DriverSpec) -> list[ResultRow]:
     patient: PatientRecord | None = None
     order: OrderRecord | None = None
     rows: list[ResultRow] = []
-    for index, rec in enumerate(message.decoded.records):
+    records = message.decoded.records
+    for index, rec in enumerate(records):
         if isinstance(rec, PatientRecord):
             patient, order = rec, None
         elif isinstance(rec, OrderRecord):
             order = rec
         elif isinstance(rec, ResultRecord):
-            ctx = ResultContext(delims, patient, order, rec)
-            flags = tuple(delims.text(f) for f in delims.repeats(rec.abnormal_flags) if f)
+            comments = []
+            for following in records[index + 1:]:
+                if not isinstance(following, CommentRecord):
+                    break
+                comments.append(following)
+            ctx = ResultContext(delims, patient, order, rec, tuple(comments))
             rows.append(ResultRow(
                 sample_id=spec.sample_id(ctx),
                 test=spec.test_code(ctx),
                 value=delims.text(rec.value),
-                unit=delims.text(rec.units),
-                reference_range=delims.text(rec.reference_range),
-                flags=flags,
+                unit=spec.unit(ctx),
+                reference_range=spec.reference_range(ctx),
+                flags=spec.flags(ctx),
                 status=delims.text(rec.status),
-                completed_at=rec.completed_at,
+                completed_at=spec.completed_at(ctx),
                 instrument=delims.text(rec.instrument_id),
                 record_index=index,
                 role=spec.result_role(ctx),
@@ -102,7 +107,7 @@ def extract_hl7_results(message: Hl7Message, spec: DriverSpec) -> list[ResultRow
                 reference_range=d.text(seg[7]),
                 flags=tuple(d.text(f) for f in d.repeats(seg[8]) if f),
                 status=d.text(seg[11]),
-                completed_at=seg[14],
+                completed_at=spec.hl7_completed_at(ctx),
                 instrument=d.text(seg[18]),
                 record_index=index,
                 role=spec.hl7_result_role(ctx),

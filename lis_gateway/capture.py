@@ -231,5 +231,6 @@ def normalize_report(report: CaptureReport, spec: DriverSpec, table: MappingTabl
             row.status, row.role.value, row.qc, row.completed_at, row.instrument))
     for number, rows in by_message.items():
         out += [(number, result) for result in normalize(
-            rows, table, flag_map=spec.flag_map, default_status=spec.default_status)]
+            rows, table, flag_map=spec.flag_map, default_status=spec.default_status,
+            status_map=spec.status_map)]
     return out

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -111,6 +112,7 @@ def _group(rows: Sequence[RowView]) -> list[_Pending]:
 
 def normalize(rows: Sequence[RowView], table: MappingTable | None, *,
               flag_map: Mapping[str, str], default_status: str = "F",
+              status_map: Mapping[str, str] | None = None,
               sex: str = "", age_days: int | None = None) -> list[NormalizedResult]:
     """Normalize one message's rows.
 
@@ -119,13 +121,17 @@ def normalize(rows: Sequence[RowView], table: MappingTable | None, *,
         table: the family's mapping table (None: every result is not mapped).
         flag_map: the driver's analyzer flag -> HL7 0078 map.
         default_status: for rows whose status is empty.
+        status_map: the driver's status -> HL7 OBX-11 map (unlisted statuses pass as sent).
         sex, age_days: the patient, when known, for reference ranges.
     """
-    return [_one(p, table, flag_map, default_status, sex, age_days) for p in _group(rows)]
+    statuses = status_map or {}
+    return [_one(p, table, flag_map, statuses, default_status, sex, age_days)
+            for p in _group(rows)]
 
 
 def _one(p: _Pending, table: MappingTable | None, flag_map: Mapping[str, str],
-         default_status: str, sex: str, age_days: int | None) -> NormalizedResult:
+         status_map: Mapping[str, str], default_status: str, sex: str,
+         age_days: int | None) -> NormalizedResult:
     row = p.row
     problems: list[str] = []
     value = parse_value(row.value)
@@ -139,7 +145,8 @@ def _one(p: _Pending, table: MappingTable | None, flag_map: Mapping[str, str],
                 problems.append(f"unknown-flag: {part!r} has no HL7 0078 meaning in this driver")
             elif mapped and mapped not in flags:
                 flags.append(mapped)
-    status = row.status.strip() or default_status
+    sent = row.status.strip()
+    status = status_map.get(sent, sent) if sent else default_status
     entry = table.lookup(row.test) if table is not None else None
     if entry is None:
         why = "no mapping table for this driver" if table is None else \
@@ -153,12 +160,42 @@ def _one(p: _Pending, table: MappingTable | None, flag_map: Mapping[str, str],
     if unit_problem:
         problems.append(unit_problem)
     ref = entry.reference_range(sex, age_days)
+    if ref is not None:
+        shown = ref.display()
+    elif unit_problem:
+        shown = row.reference_range.strip()  # the value stayed in the analyzer's unit too
+    else:
+        shown = _converted_range(entry, row.reference_range)
     return NormalizedResult(
         row, value, entry.local_code, entry.indicator_code, entry.loinc, entry.name_vi,
         entry.name_en, entry.unit_ucum, number, tuple(flags), tuple(instrument),
-        tuple(p.supplementary), status,
-        ref.display() if ref is not None else row.reference_range.strip(),
+        tuple(p.supplementary), status, shown,
         _critical(entry, number), tuple(problems), table.version if table else "")
+
+
+_RANGE = re.compile(r"^\s*(?P<low>[+-]?\d+(?:[.,]\d+)?)\s*(?:-|to|~)\s*"
+                    r"(?P<high>[+-]?\d+(?:[.,]\d+)?)\s*$")
+_BOUND = re.compile(r"^\s*(?P<cmp><=|>=|<|>)\s*(?P<num>[+-]?\d+(?:[.,]\d+)?)\s*$")
+
+
+def _converted_range(entry: MappingEntry, text: str) -> str:
+    """The analyzer's range in the reported unit, or "" when it cannot be converted.
+
+    A range left in the analyzer's unit next to a converted value would mislead
+    (HGB 125 g/L beside 11.0-16.0 g/dL), so an unconvertible one is dropped.
+    """
+    text = text.strip()
+    if entry.factor == 1 and entry.offset == 0:
+        return text
+    m = _RANGE.match(text)
+    if m is not None:
+        low = entry.convert(Decimal(m.group("low").replace(",", ".")))
+        high = entry.convert(Decimal(m.group("high").replace(",", ".")))
+        return f"{low}-{high}"
+    b = _BOUND.match(text)
+    if b is not None:
+        return f"{b.group('cmp')}{entry.convert(Decimal(b.group('num').replace(',', '.')))}"
+    return ""
 
 
 def _convert(entry: MappingEntry, value: ParsedValue, unit: str
@@ -166,7 +203,7 @@ def _convert(entry: MappingEntry, value: ParsedValue, unit: str
     if value.number is None:
         return None, ""
     sent = unit.strip()
-    if entry.analyzer_unit and sent and sent != entry.analyzer_unit:
+    if entry.analyzer_unit and sent and sent.casefold() != entry.analyzer_unit.casefold():
         return None, (f"unit-mismatch: the analyzer sent {sent!r}, the table expects "
                       f"{entry.analyzer_unit!r}; value not converted")
     return entry.convert(value.number), ""

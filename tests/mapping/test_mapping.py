@@ -146,3 +146,19 @@ def test_ranges_must_refer_to_known_codes() -> None:
 def test_lookup_tolerates_case_and_padding() -> None:
     """` hgb ` finds HGB (analyzers pad and vary case); the exact code wins first."""
     assert table().lookup(" hgb ") is not None
+
+
+def test_analyzer_range_is_converted_with_the_value() -> None:
+    """No lab range: the analyzer's 11.0-16.0 g/dL is shown as 110-160 g/L next to 125 g/L."""
+    t = parse_table("t", TABLE)  # no ranges file
+    (res,) = normalize([RowView("S1", "HGB", "12.5", "g/dL", "11.0-16.0", (), "F",
+                                "reportable", False)], t, flag_map=FLAGS)
+    assert (res.number, res.reference_range) == (Decimal("125"), "110-160")
+
+
+def test_unconvertible_analyzer_range_is_dropped_not_shown_in_the_wrong_unit() -> None:
+    """A range the gateway cannot read is not shown beside a converted value."""
+    t = parse_table("t", TABLE)
+    (res,) = normalize([RowView("S1", "HGB", "12.5", "g/dL", "see report", (), "F",
+                                "reportable", False)], t, flag_map=FLAGS)
+    assert res.reference_range == ""
