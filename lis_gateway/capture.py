@@ -85,8 +85,10 @@ class _Decoder:
             elif isinstance(event, TransferAborted):
                 self._collect(self.assembler.end_transfer(aborted=event.reason.value))
             elif isinstance(event, FrameRejected):
+                which = f"frame {event.fn}" if event.fn >= 0 else \
+                    "a frame with no frame-number digit (not E1381 framing?)"
                 self.report.problems.append(
-                    f"error: offset {event.offset}: frame {event.fn} rejected: "
+                    f"error: offset {event.offset}: {which} rejected: "
                     f"{event.problem.value} ({event.detail}); its text is missing")
             elif isinstance(event, Deviation):
                 detail = f": {event.detail}" if event.detail else ""

@@ -6,6 +6,7 @@ import argparse
 import codecs
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ def _driver(name: str) -> drivers.DriverSpec:
     except KeyError as exc:
         raise argparse.ArgumentTypeError(str(exc.args[0])) from None
 
+
+_TOKENS = re.compile(rb"<(?:STX|ETX|ETB|ENQ|EOT|ACK|NAK|CR|LF|SB|EB|VT|FS)>|\[CR\]")
 
 #: The repository's mapping tables (sites put their own directory first with --mapping).
 DEFAULT_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
@@ -86,6 +89,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
             print(f"{path}: {problem}", file=sys.stderr)
         if not report.parsed_anything:
             print(f"{path}: no message could be parsed", file=sys.stderr)
+            if _TOKENS.search(data):
+                print(f"{path}: hint: the file writes control characters as text (<STX>, "
+                      "<CR>, ...), as manuals do; convert them to bytes first", file=sys.stderr)
     return 0 if parsed_any else 1
 
 

@@ -140,3 +140,11 @@ def test_drivers_lists_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     facts = {d["name"]: d for d in map(json.loads, capsys.readouterr().out.splitlines())}
     assert facts["generic-astm"]["serial"] == "9600 8N1"
     assert facts["generic-hl7"]["framing"] == "mllp"
+
+
+def test_text_token_files_get_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A manual's trace with <STX>/<CR> written as text is refused with a clear hint."""
+    path = tmp_path / "manual.txt"
+    path.write_bytes(b"<ENQ>\n<STX>1H|\\^&<CR><ETX>A1<CR><LF>\n<EOT>\n")
+    assert main(["parse", str(path)]) == 1
+    assert "control characters as text" in capsys.readouterr().err
