@@ -89,9 +89,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
             print(f"{path}: {problem}", file=sys.stderr)
         if not report.parsed_anything:
             print(f"{path}: no message could be parsed", file=sys.stderr)
-            if _TOKENS.search(data):
-                print(f"{path}: hint: the file writes control characters as text (<STX>, "
-                      "<CR>, ...), as manuals do; convert them to bytes first", file=sys.stderr)
+        if _TOKENS.search(data) and not any(c in data for c in (b"\x02", b"\x05", b"\x0b")):
+            print(f"{path}: hint: the file writes control characters as text (<STX>, <CR>, "
+                  "...), as manuals do; convert them to bytes first", file=sys.stderr)
     return 0 if parsed_any else 1
 
 
