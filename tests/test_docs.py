@@ -14,3 +14,12 @@ def test_link_state_table_doc_is_current() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "docs" / "make_state_table.py")],
                          capture_output=True, text=True, check=True).stdout
     assert (ROOT / "docs" / "link-states.md").read_text() == out
+
+
+def test_readme_lists_every_driver() -> None:
+    """The README's table of supported analyzers names every registered driver."""
+    import drivers
+
+    readme = (ROOT / "README.md").read_text()
+    for name in drivers.REGISTRY:
+        assert f"| `{name}` |" in readme, name
