@@ -134,6 +134,7 @@ class DriverSpec:
             as instrument flags with a problem.
         default_status: result status to assume when the analyzer leaves it empty.
         timezone: the analyzer clock's IANA time zone (ASTM carries none).
+        timestamp_formats: extra ``strptime`` formats beyond YYYYMMDD[HHMM[SS]].
         is_qc: recognises a QC run (H-12 = Q, O-16 control, MSH-16 = 2, ...), so QC
             is never reported as a patient result.
         query_style: how the family asks for work.
@@ -178,6 +179,7 @@ class DriverSpec:
     flag_map: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FLAG_MAP)
     default_status: str = "F"
     timezone: str = "Asia/Ho_Chi_Minh"
+    timestamp_formats: tuple[str, ...] = ()
     is_qc: Callable[[Any], bool] = _never_qc
     query_style: QueryStyle = QueryStyle.NONE
     mapping_table: str = ""

@@ -234,5 +234,6 @@ def normalize_report(report: CaptureReport, spec: DriverSpec, table: MappingTabl
     for number, rows in by_message.items():
         out += [(number, result) for result in normalize(
             rows, table, flag_map=spec.flag_map, default_status=spec.default_status,
-            status_map=spec.status_map)]
+            status_map=spec.status_map, zone=spec.timezone,
+            timestamp_formats=spec.timestamp_formats)]
     return out

@@ -52,6 +52,7 @@ def _result_json(path: str, number: int, result: NormalizedResult) -> str:
                           for s in result.supplementary],
         "result_status": result.status, "lab_reference_range": result.reference_range,
         "critical": result.critical, "problems": list(result.problems),
+        "result_time": None if result.result_time is None else result.result_time.isoformat(),
         "mapping_version": result.mapping_version[:12],
     }, ensure_ascii=False)
 

@@ -18,12 +18,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from .mapping import MappingEntry, MappingTable
+from .timestamps import parse_timestamp
 from .values import ParsedValue, parse_value
 
 
@@ -61,6 +64,8 @@ class NormalizedResult:
         critical: ``LL`` or ``HH`` when outside the table's critical limits, else "".
         problems: why a person must look (not-mapped, unit-mismatch, unknown-flag, ...).
         mapping_version: the table version used ("" when no table).
+        result_time: ``completed_at`` read in the analyzer's zone, or None (the raw
+            string stays on the row; a problem says why it could not be read).
     """
 
     row: RowView
@@ -80,6 +85,7 @@ class NormalizedResult:
     critical: str
     problems: tuple[str, ...]
     mapping_version: str
+    result_time: datetime | None = None
 
 
 @dataclass
@@ -113,7 +119,8 @@ def _group(rows: Sequence[RowView]) -> list[_Pending]:
 def normalize(rows: Sequence[RowView], table: MappingTable | None, *,
               flag_map: Mapping[str, str], default_status: str = "F",
               status_map: Mapping[str, str] | None = None,
-              sex: str = "", age_days: int | None = None) -> list[NormalizedResult]:
+              sex: str = "", age_days: int | None = None, zone: str = "UTC",
+              timestamp_formats: tuple[str, ...] = ()) -> list[NormalizedResult]:
     """Normalize one message's rows.
 
     Args:
@@ -123,10 +130,16 @@ def normalize(rows: Sequence[RowView], table: MappingTable | None, *,
         default_status: for rows whose status is empty.
         status_map: the driver's status -> HL7 OBX-11 map (unlisted statuses pass as sent).
         sex, age_days: the patient, when known, for reference ranges.
+        zone, timestamp_formats: the analyzer clock's zone and extra formats.
     """
     statuses = status_map or {}
-    return [_one(p, table, flag_map, statuses, default_status, sex, age_days)
-            for p in _group(rows)]
+    out = []
+    for p in _group(rows):
+        result = _one(p, table, flag_map, statuses, default_status, sex, age_days)
+        when, why = parse_timestamp(p.row.completed_at, zone, formats=timestamp_formats)
+        problems = (*result.problems, f"timestamp: {why}") if why else result.problems
+        out.append(dataclasses.replace(result, result_time=when, problems=problems))
+    return out
 
 
 def _one(p: _Pending, table: MappingTable | None, flag_map: Mapping[str, str],
