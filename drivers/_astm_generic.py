@@ -23,6 +23,14 @@ def sample_id(ctx: ResultContext) -> str:
     return ""
 
 
+def sample_id_o3_or_o4_first(ctx: ResultContext) -> str:
+    """O-3 component 1, trimmed; else O-4 component 1 (never a rack or position number)."""
+    if ctx.order is None:
+        return ""
+    sid = first_component(ctx.order.specimen_id, ctx)
+    return sid or first_component(ctx.order.instrument_specimen_id, ctx)
+
+
 def test_code(ctx: ResultContext) -> str:
     """First non-empty component of R-3 from the fourth on.
 

@@ -43,23 +43,8 @@ _RESULT_TYPES = frozenset({RESULT_TYPE_FINAL, RESULT_TYPE_INTERPRETATION,
 FLAG_MAP = MappingProxyType({**DEFAULT_FLAG_MAP, "LOW": "L", "HIGH": "H"})
 
 
-def sample_id(ctx: ResultContext) -> str:
-    """O-3 component 1, trimmed; else O-4 component 1 (never the carrier or position)."""
-    order = ctx.order
-    if order is None:
-        return ""
-    sid = ctx.delimiters.components(order.specimen_id)[0].strip()
-    if sid:
-        return sid
-    return ctx.delimiters.components(order.instrument_specimen_id)[0].strip()
 
 
-def test_code(ctx: ResultContext) -> str:
-    """R-3 component 4, the assay number (``^^^580^Anti-HBcII^...`` gives ``580``)."""
-    comps = ctx.delimiters.components(ctx.result.universal_test_id)
-    if len(comps) >= 4 and comps[3].strip():
-        return comps[3].strip()
-    return _astm_generic.test_code(ctx)
 
 
 def result_type(ctx: ResultContext) -> str:
@@ -102,8 +87,8 @@ def is_qc(message: object) -> bool:
 SPEC = DriverSpec(
     name="abbott-architect",
     description="Abbott ARCHITECT i/c/ci (Abbott Standard Interface, ASTM); F/I/P result types",
-    sample_id=sample_id,
-    test_code=test_code,
+    sample_id=_astm_generic.sample_id_o3_or_o4_first,
+    test_code=_astm_generic.test_code,
     serial=SerialDefaults(baudrate=9600, bytesize=8, parity="N", stopbits=1),
     result_role=result_role,
     flag_map=FLAG_MAP,

@@ -18,53 +18,17 @@ same record layout):
 
 from __future__ import annotations
 
-from lis_gateway.astm.assembler import AstmMessage
-from lis_gateway.astm.records import HeaderRecord, OrderRecord
-
 from . import _astm_generic
-from ._context import ResultContext
 from ._spec import DriverSpec, QueryStyle, SerialDefaults
-
-
-def sample_id(ctx: ResultContext) -> str:
-    """O-3 component 1, trimmed; else O-4 component 1 (empty on the Access: no rack number)."""
-    order = ctx.order
-    if order is None:
-        return ""
-    sid = ctx.delimiters.components(order.specimen_id)[0].strip()
-    if sid:
-        return sid
-    return ctx.delimiters.components(order.instrument_specimen_id)[0].strip()
-
-
-def test_code(ctx: ResultContext) -> str:
-    """R-3 component 4, the assay name (``^^^TSH3^1`` gives ``TSH3``)."""
-    comps = ctx.delimiters.components(ctx.result.universal_test_id)
-    if len(comps) >= 4 and comps[3].strip():
-        return comps[3].strip()
-    return _astm_generic.test_code(ctx)
-
-
-def is_qc(message: object) -> bool:
-    """A control run: H-12 = ``Q`` or O-12 = ``Q``."""
-    if not isinstance(message, AstmMessage):
-        return False
-    for rec in message.decoded.records:
-        if isinstance(rec, HeaderRecord) and rec.processing_id.strip().upper() == "Q":
-            return True
-        if isinstance(rec, OrderRecord) and rec.action_code.strip().upper() == "Q":
-            return True
-    return False
-
 
 SPEC = DriverSpec(
     name="beckman-access",
     description="Beckman Coulter Access 2 / UniCel DxI (ASTM, one record per frame)",
-    sample_id=sample_id,
-    test_code=test_code,
+    sample_id=_astm_generic.sample_id_o3_or_o4_first,
+    test_code=_astm_generic.test_code,
     serial=SerialDefaults(baudrate=9600, bytesize=8, parity="N", stopbits=1),
     default_status="F",
-    is_qc=is_qc,
+    is_qc=_astm_generic.qc_by_processing_or_action,
     query_style=QueryStyle.ASTM_Q,
     models="Access 2, UniCel DxI 600/800",
     tested_with="corpus beckman_1 (Access 2, RS-232)",

@@ -27,9 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from types import MappingProxyType
 
-from lis_gateway.astm.assembler import AstmMessage
 from lis_gateway.astm.delimiters import Delimiters
-from lis_gateway.astm.records import HeaderRecord, OrderRecord
 
 from . import _astm_generic
 from ._context import ResultContext
@@ -77,17 +75,6 @@ def flags_hook(ctx: ResultContext) -> tuple[str, ...]:
     return tuple(found)
 
 
-def is_qc(message: object) -> bool:
-    """A QC run: H-12 = Q or O-12 = Q (LIS2-A2); Erba's own QC marking is not known."""
-    if not isinstance(message, AstmMessage):
-        return False
-    delims = message.decoded.delimiters
-    for rec in message.decoded.records:
-        if isinstance(rec, HeaderRecord) and delims.text(rec.processing_id).strip() == "Q":
-            return True
-        if isinstance(rec, OrderRecord) and delims.text(rec.action_code).strip() == "Q":
-            return True
-    return False
 
 
 SPEC = DriverSpec(
@@ -99,7 +86,7 @@ SPEC = DriverSpec(
     flags=flags_hook,
     flag_map=FLAG_MAP,
     default_status="F",
-    is_qc=is_qc,
+    is_qc=_astm_generic.qc_by_processing_or_action,
     serial=SerialDefaults(baudrate=9600, bytesize=8, parity="N", stopbits=1),
     tcp_role=TcpRole.SERVER,
     query_style=QueryStyle.NONE,

@@ -19,30 +19,10 @@ factors in comments) is a different family and is not covered here.
 from __future__ import annotations
 
 from lis_gateway.astm.assembler import AstmMessage
-from lis_gateway.astm.records import HeaderRecord, OrderRecord
+from lis_gateway.astm.records import HeaderRecord
 
 from . import _astm_generic
-from ._context import ResultContext
 from ._spec import DriverSpec, QueryStyle
-
-
-def sample_id(ctx: ResultContext) -> str:
-    """O-3 component 1, trimmed; else O-4 component 1 (never the rack or position)."""
-    order = ctx.order
-    if order is None:
-        return ""
-    sid = ctx.delimiters.components(order.specimen_id)[0].strip()
-    if sid:
-        return sid
-    return ctx.delimiters.components(order.instrument_specimen_id)[0].strip()
-
-
-def test_code(ctx: ResultContext) -> str:
-    """R-3 component 4 (``^^^RET%^^^^^N`` gives ``RET%``)."""
-    comps = ctx.delimiters.components(ctx.result.universal_test_id)
-    if len(comps) >= 4 and comps[3].strip():
-        return comps[3].strip()
-    return _astm_generic.test_code(ctx)
 
 
 def sender_name(message: AstmMessage) -> str:
@@ -55,26 +35,16 @@ def sender_name(message: AstmMessage) -> str:
     return ""
 
 
-def is_qc(message: object) -> bool:
-    """A control run: H-12 = ``Q`` or O-12 = ``Q``."""
-    if not isinstance(message, AstmMessage):
-        return False
-    for rec in message.decoded.records:
-        if isinstance(rec, HeaderRecord) and rec.processing_id.strip().upper() == "Q":
-            return True
-        if isinstance(rec, OrderRecord) and rec.action_code.strip().upper() == "Q":
-            return True
-    return False
 
 
 SPEC = DriverSpec(
     completed_at=_astm_generic.completed_or_started_at,
     name="siemens-atellica",
     description="Siemens Atellica Data Manager (ASTM); 9-component test IDs, empty status = final",
-    sample_id=sample_id,
-    test_code=test_code,
+    sample_id=_astm_generic.sample_id_o3_or_o4_first,
+    test_code=_astm_generic.test_code,
     default_status="F",
-    is_qc=is_qc,
+    is_qc=_astm_generic.qc_by_processing_or_action,
     query_style=QueryStyle.NONE,
     models="Atellica Data Manager 1.4 relaying Atellica HEMA 570/580 (and other Atellica modules)",
     tested_with="corpus siemens_3 (Atellica Data Manager 1.4.1.8, HEMA580 reticulocytes)",

@@ -29,9 +29,6 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from lis_gateway.astm.assembler import AstmMessage
-from lis_gateway.astm.records import HeaderRecord, OrderRecord
-
 from . import _astm_generic
 from ._context import ResultContext
 from ._spec import DriverSpec, QueryStyle, ResultRole, SerialDefaults, TcpRole
@@ -75,17 +72,6 @@ def result_role(ctx: ResultContext) -> ResultRole:
     return ResultRole.REPORTABLE
 
 
-def is_qc(message: object) -> bool:
-    """A QC run: any O-12 = Q (QC analysis) or H-12 = Q."""
-    if not isinstance(message, AstmMessage):
-        return False
-    delims = message.decoded.delimiters
-    for rec in message.decoded.records:
-        if isinstance(rec, HeaderRecord) and delims.text(rec.processing_id).strip() == "Q":
-            return True
-        if isinstance(rec, OrderRecord) and delims.text(rec.action_code).strip() == "Q":
-            return True
-    return False
 
 
 SPEC = DriverSpec(
@@ -96,7 +82,7 @@ SPEC = DriverSpec(
     result_role=result_role,
     flag_map=FLAG_MAP,
     default_status="F",
-    is_qc=is_qc,
+    is_qc=_astm_generic.qc_by_processing_or_action,
     serial=SerialDefaults(baudrate=9600, bytesize=8, parity="N", stopbits=1),
     tcp_role=TcpRole.SERVER,
     query_style=QueryStyle.ASTM_Q,
