@@ -12,14 +12,13 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ._context import Hl7ResultContext, ResultContext
+from ._context import Hl7ResultContext, ResultContext, ResultRole
 from ._spec import (
     DEFAULT_FLAG_MAP,
     DriverSpec,
     Framing,
     Protocol,
     QueryStyle,
-    ResultRole,
     SerialDefaults,
     TcpRole,
 )

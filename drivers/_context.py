@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from lis_gateway.astm.delimiters import Delimiters
 from lis_gateway.astm.records import CommentRecord, OrderRecord, PatientRecord, ResultRecord
 from lis_gateway.hl7.message import Hl7Message, Segment
+
+
+class ResultRole(enum.Enum):
+    """What one result record (R or OBX) is."""
+
+    REPORTABLE = "reportable"  #: the value that goes to the lab and the HIS
+    SUPPLEMENTARY = "supplementary"  #: attached to the reportable result before it
+    #: (interpretation, raw signal, Ct value, replicate)
+    INSTRUMENT_FLAG = "instrument-flag"  #: a flag sent as a pseudo-result (Sysmex)
+    IGNORED = "ignored"  #: not a result at all (Mindray run-mode rows)
 
 
 @dataclass(frozen=True, slots=True)

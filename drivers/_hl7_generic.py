@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ._context import Hl7ResultContext
+from lis_gateway.hl7.message import Hl7Message, Segment
+
+from ._context import Hl7ResultContext, ResultRole
 
 
 def sample_id(ctx: Hl7ResultContext) -> str:
@@ -43,3 +45,24 @@ def completed_at(ctx: Hl7ResultContext) -> str:
 def analysis_or_observation_time(ctx: Hl7ResultContext) -> str:
     """OBX-19 (analysis time, v2.5), else OBX-14 (Maglumi and BA400 put the result time in 19)."""
     return ctx.obx[19] or ctx.obx[14]
+
+
+def specimen_role(spm: Segment | None, message: Hl7Message) -> str:
+    """SPM-11 first component, upper case (``P`` patient, ``Q`` control, ``C`` calibrator)."""
+    if spm is None:
+        return ""
+    return message.delimiters.component_at(spm[11], 1).strip().upper()
+
+
+def qc_by_specimen_role(message: object) -> bool:
+    """Any specimen of the message has SPM-11 = Q (control material)."""
+    if not isinstance(message, Hl7Message):
+        return False
+    return any(specimen_role(spm, message) == "Q" for spm in message.named("SPM"))
+
+
+def calibrators_ignored(ctx: Hl7ResultContext) -> ResultRole:
+    """Results on calibrator specimens (SPM-11 = C) are not results."""
+    if specimen_role(ctx.spm, ctx.message) == "C":
+        return ResultRole.IGNORED
+    return ResultRole.REPORTABLE

@@ -16,17 +16,7 @@ from lis_gateway.astm.frames import ChecksumMode
 from lis_gateway.astm.link import LinkConfig
 
 from . import _astm_generic, _hl7_generic
-from ._context import Hl7ResultContext, ResultContext
-
-
-class ResultRole(enum.Enum):
-    """What one result record (R or OBX) is."""
-
-    REPORTABLE = "reportable"  #: the value that goes to the lab and the HIS
-    SUPPLEMENTARY = "supplementary"  #: attached to the reportable result before it
-    #: (interpretation, raw signal, Ct value, replicate)
-    INSTRUMENT_FLAG = "instrument-flag"  #: a flag sent as a pseudo-result (Sysmex)
-    IGNORED = "ignored"  #: not a result at all (Mindray run-mode rows)
+from ._context import Hl7ResultContext, ResultContext, ResultRole
 
 
 class QueryStyle(enum.Enum):

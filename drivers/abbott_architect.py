@@ -29,8 +29,8 @@ from lis_gateway.astm.assembler import AstmMessage
 from lis_gateway.astm.records import HeaderRecord, OrderRecord, ResultRecord
 
 from . import _astm_generic
-from ._context import ResultContext
-from ._spec import DEFAULT_FLAG_MAP, DriverSpec, QueryStyle, ResultRole, SerialDefaults
+from ._context import ResultContext, ResultRole
+from ._spec import DEFAULT_FLAG_MAP, DriverSpec, QueryStyle, SerialDefaults
 
 #: R-3 result types (the last component).
 RESULT_TYPE_FINAL = "F"  #: final result: concentration, index, or control result

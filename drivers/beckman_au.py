@@ -55,7 +55,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._spec import CustomDecode, DriverSpec, Framing, QueryStyle, ResultRole, SerialDefaults
+from ._context import ResultRole
+from ._spec import CustomDecode, DriverSpec, Framing, QueryStyle, SerialDefaults
 from .extract import ResultRow
 
 STX, ETX, EOT, ENQ, ACK, NAK, LF, CR = 0x02, 0x03, 0x04, 0x05, 0x06, 0x15, 0x0A, 0x0D

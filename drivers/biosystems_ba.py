@@ -31,35 +31,17 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from lis_gateway.hl7.message import Hl7Message, Segment
-
 from . import _hl7_generic
-from ._context import Hl7ResultContext
-from ._spec import DEFAULT_FLAG_MAP, DriverSpec, Protocol, QueryStyle, ResultRole
+from ._spec import DEFAULT_FLAG_MAP, DriverSpec, Protocol, QueryStyle
 
 #: ``NONE`` is "no alarm". The numeric alarm codes are deliberately absent.
 FLAG_MAP = MappingProxyType({**DEFAULT_FLAG_MAP, "NONE": ""})
 
 
-def specimen_role(spm: Segment | None, message: Hl7Message) -> str:
-    """SPM-11 first component, upper case (``P``, ``Q``, ``C``, ...)."""
-    if spm is None:
-        return ""
-    return message.delimiters.component_at(spm[11], 1).strip().upper()
 
 
-def is_qc(message: object) -> bool:
-    """Any specimen of the message has SPM-11 = Q (control)."""
-    if not isinstance(message, Hl7Message):
-        return False
-    return any(specimen_role(spm, message) == "Q" for spm in message.named("SPM"))
 
 
-def result_role(ctx: Hl7ResultContext) -> ResultRole:
-    """Calibrator specimens (SPM-11 = C) are not results."""
-    if specimen_role(ctx.spm, ctx.message) == "C":
-        return ResultRole.IGNORED
-    return ResultRole.REPORTABLE
 
 
 SPEC = DriverSpec(
@@ -69,9 +51,9 @@ SPEC = DriverSpec(
                 "numeric OBX-8 alarms kept as instrument flags",
     protocol=Protocol.HL7,
     hl7_always_ack=True,
-    hl7_result_role=result_role,
+    hl7_result_role=_hl7_generic.calibrators_ignored,
     flag_map=FLAG_MAP,
-    is_qc=is_qc,
+    is_qc=_hl7_generic.qc_by_specimen_role,
     query_style=QueryStyle.LAW_QBP,
     models="BA400, BA200",
     tested_with="BA400 log (corpus biosystems_1..4, hmislk/limsmw): OUL^R22, QBP^Q11, "

@@ -37,8 +37,8 @@ from lis_gateway.astm.assembler import AstmMessage
 from lis_gateway.astm.records import HeaderRecord
 
 from . import _astm_generic
-from ._context import ResultContext
-from ._spec import DEFAULT_FLAG_MAP, DriverSpec, QueryStyle, ResultRole, SerialDefaults, TcpRole
+from ._context import ResultContext, ResultRole
+from ._spec import DEFAULT_FLAG_MAP, DriverSpec, QueryStyle, SerialDefaults, TcpRole
 
 
 def _components(ctx: ResultContext) -> list[str]:

@@ -8,8 +8,8 @@ from lis_gateway.astm.assembler import AstmMessage
 from lis_gateway.astm.records import CommentRecord, OrderRecord, PatientRecord, ResultRecord
 from lis_gateway.hl7.message import Hl7Message
 
-from ._context import Hl7ResultContext, ResultContext
-from ._spec import DriverSpec, ResultRole
+from ._context import Hl7ResultContext, ResultContext, ResultRole
+from ._spec import DriverSpec
 
 
 @dataclass(frozen=True, slots=True)

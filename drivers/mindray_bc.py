@@ -45,8 +45,8 @@ from types import MappingProxyType
 
 from lis_gateway.hl7.message import Hl7Message
 
-from ._context import Hl7ResultContext
-from ._spec import DEFAULT_FLAG_MAP, DriverSpec, Protocol, QueryStyle, ResultRole
+from ._context import Hl7ResultContext, ResultRole
+from ._spec import DEFAULT_FLAG_MAP, DriverSpec, Protocol, QueryStyle
 
 #: ``N`` (in either repeat) is "nothing to flag".
 FLAG_MAP = MappingProxyType({**DEFAULT_FLAG_MAP, "N": ""})

@@ -45,8 +45,8 @@ from types import MappingProxyType
 
 from lis_gateway.hl7.message import Hl7Message
 
-from ._context import Hl7ResultContext
-from ._spec import DEFAULT_FLAG_MAP, DriverSpec, Protocol, QueryStyle, ResultRole
+from ._context import Hl7ResultContext, ResultRole
+from ._spec import DEFAULT_FLAG_MAP, DriverSpec, Protocol, QueryStyle
 
 #: MSH-16 values (the Mindray result kind).
 PATIENT, CALIBRATION, QC = "0", "1", "2"

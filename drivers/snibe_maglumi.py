@@ -28,33 +28,8 @@ What this driver relies on (captures snibe_1 and snibe_2, paras-rana11/lab_lis):
 
 from __future__ import annotations
 
-from lis_gateway.hl7.message import Hl7Message, Segment
-
 from . import _hl7_generic
-from ._context import Hl7ResultContext
-from ._spec import DriverSpec, Protocol, QueryStyle, ResultRole
-
-
-def specimen_role(spm: Segment | None, message: Hl7Message) -> str:
-    """SPM-11 first component, upper case (``P``, ``Q``, ``C``, ...)."""
-    if spm is None:
-        return ""
-    return message.delimiters.component_at(spm[11], 1).strip().upper()
-
-
-def is_qc(message: object) -> bool:
-    """Any specimen of the message has SPM-11 = Q (control)."""
-    if not isinstance(message, Hl7Message):
-        return False
-    return any(specimen_role(spm, message) == "Q" for spm in message.named("SPM"))
-
-
-def result_role(ctx: Hl7ResultContext) -> ResultRole:
-    """Calibrator specimens (SPM-11 = C) are not results."""
-    if specimen_role(ctx.spm, ctx.message) == "C":
-        return ResultRole.IGNORED
-    return ResultRole.REPORTABLE
-
+from ._spec import DriverSpec, Protocol, QueryStyle
 
 SPEC = DriverSpec(
     hl7_completed_at=_hl7_generic.analysis_or_observation_time,
@@ -64,8 +39,8 @@ SPEC = DriverSpec(
     protocol=Protocol.HL7,
     hl7_always_ack=True,
     missing_fs_timeout=1.0,
-    hl7_result_role=result_role,
-    is_qc=is_qc,
+    hl7_result_role=_hl7_generic.calibrators_ignored,
+    is_qc=_hl7_generic.qc_by_specimen_role,
     query_style=QueryStyle.NONE,
     models="MAGLUMI series (captures from an unnamed MAGLUMI model)",
     tested_with="MAGLUMI captures (corpus snibe_1, snibe_2, paras-rana11/lab_lis): no FS, "

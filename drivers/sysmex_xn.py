@@ -30,8 +30,8 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from . import _astm_generic
-from ._context import ResultContext
-from ._spec import DriverSpec, QueryStyle, ResultRole, SerialDefaults, TcpRole
+from ._context import ResultContext, ResultRole
+from ._spec import DriverSpec, QueryStyle, SerialDefaults, TcpRole
 
 #: Parameter names of image results (the value is a file name on the IPU).
 IMAGE_PREFIXES = ("SCAT_", "DIST_")
