@@ -5,18 +5,14 @@ Every expected value below was read off the fixture bytes by hand.
 
 from __future__ import annotations
 
-import csv
-import re
-import unicodedata
 from pathlib import Path
-
-from ucumvert import get_ucum_parser
 
 import drivers
 from drivers import beckman_access
 from drivers._spec import QueryStyle, ResultRole
 from lis_gateway.astm.records import TerminatorRecord
 from lis_gateway.capture import CaptureReport, decode_capture
+from tests.drivers.tables import shipped
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "astm"
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
@@ -77,38 +73,10 @@ def test_qc_runs_are_recognised() -> None:
 
 # --- mapping tables ----------------------------------------------------------------------
 
-MAPPING_HEADER = ["analyzer_code", "local_code", "national_code", "appendix11_code", "loinc",
-                  "name_vi", "name_en", "analyzer_unit", "unit_ucum", "factor", "offset",
-                  "decimals", "critical_low", "critical_high", "autoverify_low",
-                  "autoverify_high"]
-RANGES_HEADER = ["local_code", "sex", "age_from", "age_to", "low", "high", "text"]
-
-
-def loinc_check_digit_ok(code: str) -> bool:
-    """LOINC's mod-10 check digit (the Luhn algorithm over the part before the dash)."""
-    m = re.fullmatch(r"(\d{1,7})-(\d)", code)
-    if m is None:
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(m.group(1))):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d // 10 + d % 10
-    return (10 - total % 10) % 10 == int(m.group(2))
-
-
-def read_csv(path: Path, header: list[str]) -> list[dict[str, str]]:
-    text = path.read_text(encoding="utf-8")
-    assert unicodedata.is_normalized("NFC", text) and not text.startswith("\ufeff")
-    reader = csv.DictReader(text.splitlines())
-    assert reader.fieldnames == header
-    return list(reader)
-
-
-def test_mapping_tables_are_well_formed() -> None:
-    [row] = read_csv(MAPPINGS / "beckman-access.csv", MAPPING_HEADER)
-    assert (row["analyzer_code"], row["local_code"], row["loinc"]) == ("TSH3", "TSH", "3016-3")
-    assert loinc_check_digit_ok(row["loinc"])
-    assert (row["analyzer_unit"], row["unit_ucum"], row["factor"]) == ("uIU/mL", "u[IU]/mL", "1")
-    get_ucum_parser().parse(row["unit_ucum"])
-    assert row["national_code"] == row["appendix11_code"] == ""
-    assert read_csv(MAPPINGS / "beckman-access.ranges.csv", RANGES_HEADER) == []
+def test_mapping_table_maps_tsh3() -> None:
+    """TSH3 maps to TSH, LOINC 3016-3, uIU/mL sent and reported as UCUM u[IU]/mL, factor 1."""
+    entry = shipped("beckman-access").lookup("TSH3")
+    assert entry is not None
+    assert (entry.local_code, entry.loinc, entry.analyzer_unit, entry.unit_ucum) == (
+        "TSH", "3016-3", "uIU/mL", "u[IU]/mL")
+    assert entry.factor == 1 and entry.national_code == ""

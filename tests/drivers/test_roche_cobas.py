@@ -5,13 +5,9 @@ Every expected value below was read off the fixture bytes by hand.
 
 from __future__ import annotations
 
-import csv
-import re
-import unicodedata
 from pathlib import Path
 
 import pytest
-from ucumvert import get_ucum_parser
 
 import drivers
 from drivers import roche_cobas
@@ -20,6 +16,7 @@ from lis_gateway.astm.events import AbortReason, TransferAborted
 from lis_gateway.astm.link import LinkConnection
 from lis_gateway.astm.records import CommentRecord, ResultRecord
 from lis_gateway.capture import CaptureReport, decode_capture
+from tests.drivers.tables import shipped
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "astm"
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
@@ -238,66 +235,14 @@ def test_sample_id_rules(order: bytes, sample: str) -> None:
 
 # --- mapping tables ----------------------------------------------------------------------
 
-MAPPING_HEADER = ["analyzer_code", "local_code", "national_code", "appendix11_code", "loinc",
-                  "name_vi", "name_en", "analyzer_unit", "unit_ucum", "factor", "offset",
-                  "decimals", "critical_low", "critical_high", "autoverify_low",
-                  "autoverify_high"]
-RANGES_HEADER = ["local_code", "sex", "age_from", "age_to", "low", "high", "text"]
 #: Fixture codes left out of the table on purpose (see the driver report): c 111 host
 #: application codes are a site-configured table (891, 781, 454, 798); 962 and 963 are
 #: calculated tests the site defined; 735 and 690 have no public Roche source at hand.
 UNMAPPED = {"891", "781", "454", "798", "962", "963", "735", "690"}
 
 
-def loinc_check_digit_ok(code: str) -> bool:
-    """LOINC's mod-10 check digit (the Luhn algorithm over the part before the dash)."""
-    m = re.fullmatch(r"(\d{1,7})-(\d)", code)
-    if m is None:
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(m.group(1))):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d // 10 + d % 10
-    return (10 - total % 10) % 10 == int(m.group(2))
-
-
-def read_csv(path: Path, header: list[str]) -> list[dict[str, str]]:
-    text = path.read_text(encoding="utf-8")
-    assert unicodedata.is_normalized("NFC", text)
-    assert not text.startswith("\ufeff")
-    reader = csv.DictReader(text.splitlines())
-    assert reader.fieldnames == header
-    return list(reader)
-
-
-def test_mapping_table_is_well_formed() -> None:
-    rows = read_csv(MAPPINGS / "roche-cobas.csv", MAPPING_HEADER)
-    parser = get_ucum_parser()
-    codes = [r["analyzer_code"] for r in rows]
-    assert len(codes) == len(set(codes))
-    for r in rows:
-        assert r["local_code"] and r["name_vi"] and r["name_en"]
-        assert r["national_code"] == r["appendix11_code"] == ""  # no official list at hand
-        assert r["loinc"] == "" or loinc_check_digit_ok(r["loinc"]), r
-        if r["unit_ucum"]:
-            parser.parse(r["unit_ucum"])
-        float(r["factor"]), float(r["offset"]), int(r["decimals"])
-    assert loinc_check_digit_ok("2345-7") and not loinc_check_digit_ok("2345-6")
-
-
-def test_ranges_table_is_well_formed() -> None:
-    local = {r["local_code"] for r in read_csv(MAPPINGS / "roche-cobas.csv", MAPPING_HEADER)}
-    for r in read_csv(MAPPINGS / "roche-cobas.ranges.csv", RANGES_HEADER):
-        assert r["local_code"] in local and r["sex"] in {"M", "F", "*"}
-        for age in (r["age_from"], r["age_to"]):
-            assert age == "" or re.fullmatch(r"\d+[dmy]", age)
-        if r["low"] and r["high"]:
-            assert float(r["low"]) < float(r["high"])
-        assert r["low"] or r["high"] or r["text"]
-
-
 def test_fixture_codes_are_mapped_or_known_unmapped() -> None:
-    mapped = {r["analyzer_code"] for r in read_csv(MAPPINGS / "roche-cobas.csv", MAPPING_HEADER)}
+    mapped = set(shipped("roche-cobas").entries)
     seen = {row.test for name in ("roche_1.bin", "roche_3.bin", "roche_cobas/c311_data_alarms.bin")
             for _, row in decode(name).rows}
     seen |= {row.test for _, row in decode("roche_4_bad_checksum.bin",

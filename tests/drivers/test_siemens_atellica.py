@@ -5,17 +5,13 @@ Every expected value below was read off the fixture bytes by hand.
 
 from __future__ import annotations
 
-import csv
-import re
-import unicodedata
 from pathlib import Path
-
-from ucumvert import get_ucum_parser
 
 import drivers
 from drivers import siemens_atellica
 from drivers._spec import QueryStyle, ResultRole
 from lis_gateway.capture import CaptureReport, decode_capture
+from tests.drivers.tables import shipped
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "astm"
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
@@ -77,45 +73,8 @@ def test_qc_runs_are_recognised() -> None:
 
 # --- mapping tables ----------------------------------------------------------------------
 
-MAPPING_HEADER = ["analyzer_code", "local_code", "national_code", "appendix11_code", "loinc",
-                  "name_vi", "name_en", "analyzer_unit", "unit_ucum", "factor", "offset",
-                  "decimals", "critical_low", "critical_high", "autoverify_low",
-                  "autoverify_high"]
-RANGES_HEADER = ["local_code", "sex", "age_from", "age_to", "low", "high", "text"]
-
-
-def loinc_check_digit_ok(code: str) -> bool:
-    """LOINC's mod-10 check digit (the Luhn algorithm over the part before the dash)."""
-    m = re.fullmatch(r"(\d{1,7})-(\d)", code)
-    if m is None:
-        return False
-    total = 0
-    for i, ch in enumerate(reversed(m.group(1))):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d // 10 + d % 10
-    return (10 - total % 10) % 10 == int(m.group(2))
-
-
-def read_csv(path: Path, header: list[str]) -> list[dict[str, str]]:
-    text = path.read_text(encoding="utf-8")
-    assert unicodedata.is_normalized("NFC", text) and not text.startswith("\ufeff")
-    reader = csv.DictReader(text.splitlines())
-    assert reader.fieldnames == header
-    return list(reader)
-
-
-def test_mapping_tables_are_well_formed_and_cover_the_fixture() -> None:
-    rows = read_csv(MAPPINGS / "siemens-atellica.csv", MAPPING_HEADER)
-    parser = get_ucum_parser()
-    for r in rows:
-        assert r["local_code"] and r["name_vi"] and r["name_en"]
-        assert r["national_code"] == r["appendix11_code"] == ""
-        assert r["analyzer_unit"] == ""  # the data manager sends no units
-        assert r["loinc"] == "" or loinc_check_digit_ok(r["loinc"]), r
-        if r["unit_ucum"]:
-            parser.parse(r["unit_ucum"])
-        float(r["factor"]), float(r["offset"]), int(r["decimals"])
-    codes = [r["analyzer_code"] for r in rows]
-    assert len(codes) == len(set(codes))
-    assert {row.test for _, row in decode_siemens_3().rows} == set(codes)
-    assert read_csv(MAPPINGS / "siemens-atellica.ranges.csv", RANGES_HEADER) == []
+def test_mapping_table_covers_the_fixture() -> None:
+    """Every code of siemens_3 has a row, none expects a unit (the data manager sends none)."""
+    table = shipped("siemens-atellica")
+    assert {row.test for _, row in decode_siemens_3().rows} == set(table.entries)
+    assert all(e.analyzer_unit == "" for e in table.entries.values())
