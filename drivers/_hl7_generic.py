@@ -7,19 +7,26 @@ from lis_gateway.hl7.message import Hl7Message, Segment
 from ._context import Hl7ResultContext, ResultRole
 
 
+def first_obr_field(ctx: Hl7ResultContext, *numbers: int) -> str:
+    """The first non-empty OBR field among ``numbers`` (first component, trimmed; ``""`` is
+    HL7's explicit null and counts as empty)."""
+    if ctx.obr is None:
+        return ""
+    d = ctx.message.delimiters
+    for n in numbers:
+        value = d.component_at(ctx.obr[n], 1).strip()
+        if value and value != '""':
+            return value
+    return ""
+
+
 def sample_id(ctx: Hl7ResultContext) -> str:
     """SPM-2, else OBR-2 (unless empty or ``""``), else OBR-3; first component, trimmed."""
-    d = ctx.message.delimiters
     if ctx.spm is not None:
-        sid = d.component_at(ctx.spm[2], 1).strip()
+        sid = ctx.message.delimiters.component_at(ctx.spm[2], 1).strip()
         if sid:
             return sid
-    if ctx.obr is not None:
-        for n in (2, 3):
-            sid = d.component_at(ctx.obr[n], 1).strip()
-            if sid and sid != '""':
-                return sid
-    return ""
+    return first_obr_field(ctx, 2, 3)
 
 
 def test_code(ctx: Hl7ResultContext) -> str:

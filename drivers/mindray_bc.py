@@ -45,6 +45,7 @@ from types import MappingProxyType
 
 from lis_gateway.hl7.message import Hl7Message
 
+from . import _hl7_generic
 from ._context import Hl7ResultContext, ResultRole
 from ._spec import DEFAULT_FLAG_MAP, DriverSpec, Protocol, QueryStyle
 
@@ -64,14 +65,7 @@ def is_qc(message: object) -> bool:
 
 def sample_id(ctx: Hl7ResultContext) -> str:
     """OBR-3 first component, trimmed; OBR-2 when OBR-3 is empty."""
-    if ctx.obr is None:
-        return ""
-    d = ctx.message.delimiters
-    for n in (3, 2):
-        sid = d.component_at(ctx.obr[n], 1).strip()
-        if sid and sid != '""':
-            return sid
-    return ""
+    return _hl7_generic.first_obr_field(ctx, 3, 2)
 
 
 def test_code(ctx: Hl7ResultContext) -> str:

@@ -45,6 +45,7 @@ from types import MappingProxyType
 
 from lis_gateway.hl7.message import Hl7Message
 
+from . import _hl7_generic
 from ._context import Hl7ResultContext, ResultRole
 from ._spec import DEFAULT_FLAG_MAP, DriverSpec, Protocol, QueryStyle
 
@@ -74,14 +75,7 @@ def result_role(ctx: Hl7ResultContext) -> ResultRole:
 
 def sample_id(ctx: Hl7ResultContext) -> str:
     """OBR-2 (sample bar code) unless empty or ``""``, else OBR-3 (sample ID)."""
-    if ctx.obr is None:
-        return ""
-    d = ctx.message.delimiters
-    for n in (2, 3):
-        sid = d.component_at(ctx.obr[n], 1).strip()
-        if sid and sid != '""':
-            return sid
-    return ""
+    return _hl7_generic.first_obr_field(ctx, 2, 3)
 
 
 def test_code(ctx: Hl7ResultContext) -> str:
