@@ -1,0 +1,1 @@
+"""Tests of the result lifecycle and the autoverification rules."""
