@@ -1,0 +1,624 @@
+"""Synchronous store functions: take a ``Connection``, return frozen dataclasses.
+
+Every function here runs inside a transaction that :mod:`lis_gateway.store.pool`
+opened (``DbPool.run(fn, ...)``); none commits. Nothing returned holds a
+database object, so results can cross to the reactor thread safely.
+
+Rules kept in code (and, for the append-only tables, by triggers too):
+
+* A message is stored once per analyzer and content hash; a byte-identical
+  resend adds a reception marked ``repeat`` and no results.
+* A result is recognised by its fingerprint (see :func:`result_fingerprint`);
+  a differently framed resend of the same result links the message to the
+  existing result as a repeat. A rerun (new completion time or value) is a
+  new result whose ``rerun_of_id`` is the latest earlier one; both are kept.
+* Result versions are never updated: :func:`correct_result` inserts version
+  n+1 linked to the old one, with reason, author and time, and audits it.
+* The audit log is append-only and hash-chained; :func:`verify_audit` finds
+  rows that were altered, removed or reordered behind the repository's back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, CursorResult, Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from lis_gateway.normalize import NormalizedResult
+
+from . import schema as s
+
+
+class StoreError(Exception):
+    """Base class of store-level domain errors."""
+
+
+class StaleVersionError(StoreError):
+    """A correction was based on a version that is not the latest one."""
+
+
+class NotFoundError(StoreError):
+    """The row asked for does not exist."""
+
+
+# --------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True, slots=True)
+class Analyzer:
+    """An analyzer known to the store."""
+
+    id: int
+    name: str
+    family: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatientIds:
+    """Patient identifiers of a sample, when the analyzer or HIS sent them."""
+
+    hospital_id: str | None = None
+    national_id: str | None = None
+    insurance_card: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """What :func:`store_message` did.
+
+    Attributes:
+        message_id: the message row (the original one for a repeat).
+        reception_id: this arrival.
+        repeat: the bytes were already stored for this analyzer.
+        result_ids: the results the message carries, in order.
+        new_result_ids: those created by this call (empty for a repeat).
+    """
+
+    message_id: int
+    reception_id: int
+    repeat: bool
+    result_ids: tuple[int, ...]
+    new_result_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultContent:
+    """The content of one result version (what a correction may change)."""
+
+    value_raw: str
+    number: Decimal | None
+    unit_raw: str
+    unit_ucum: str
+    code: str
+    loinc: str
+    flags: tuple[str, ...]
+    instrument_flags: tuple[str, ...]
+    reference_range: str
+    status: str
+    critical: str
+    problems: tuple[str, ...]
+    mapping_version: str
+    result_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResultVersion:
+    """One stored version of a result."""
+
+    id: int
+    result_id: int
+    version: int
+    content: ResultContent
+    reason: str
+    author: str
+    created_at: datetime
+    supersedes_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResultInfo:
+    """A result (one run of one test on one sample) with its latest version."""
+
+    id: int
+    analyzer_id: int
+    accession: str
+    test_code: str
+    completed_at_raw: str
+    message_id: int
+    rerun_of_id: int | None
+    latest: ResultVersion
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user and the names of their roles."""
+
+    id: int
+    username: str
+    display_name: str
+    active: bool
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit row: who (actor), what (action, target, detail), when, from where."""
+
+    id: int
+    seq: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    detail: str
+    source: str
+    prev_hash: str
+    hash: str
+
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _pk(result: CursorResult[Any]) -> tuple[Any, ...]:
+    key = result.inserted_primary_key
+    if key is None:
+        raise StoreError("the database returned no primary key")
+    return tuple(key)
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; we store UTC
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _require_aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _canonical(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sha256(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+def result_fingerprint(analyzer_id: int, result: NormalizedResult, occurrence: int) -> str:
+    """The identity of a result across resends.
+
+    Args:
+        analyzer_id: the sending analyzer.
+        result: the normalized result.
+        occurrence: how many identical rows came before it in the same message.
+
+    Returns:
+        sha256 hex over sample, test, completion time, raw value, unit, flags,
+        status and ``occurrence``. A rerun differs in completion time or value.
+    """
+    row = result.row
+    return _sha256(_canonical([analyzer_id, row.sample_id, row.test, row.completed_at,
+                               row.value, row.unit, sorted(row.flags), row.status,
+                               occurrence]))
+
+
+# --------------------------------------------------------------------- analyzers, samples
+
+
+def ensure_analyzer(conn: Connection, name: str, now: datetime, family: str = "") -> Analyzer:
+    """The analyzer called ``name``, created if new."""
+    row = conn.execute(select(s.analyzers).where(s.analyzers.c.name == name)).first()
+    if row is None:
+        pk = _pk(conn.execute(insert(s.analyzers).values(
+            name=name, family=family, created_at=_require_aware(now, "now"))))
+        return Analyzer(int(pk[0]), name, family)
+    return Analyzer(row.id, row.name, row.family)
+
+
+def ensure_sample(conn: Connection, accession: str, now: datetime,
+                  ids: PatientIds | None = None) -> int:
+    """The sample id for ``accession``; known patient identifiers fill empty ones."""
+    row = conn.execute(select(s.samples).where(s.samples.c.accession == accession)).first()
+    given = {k: v for k, v in (
+        ("hospital_id", ids.hospital_id if ids else None),
+        ("national_id", ids.national_id if ids else None),
+        ("insurance_card", ids.insurance_card if ids else None)) if v}
+    if row is None:
+        pk = _pk(conn.execute(insert(s.samples).values(
+            accession=accession, created_at=_require_aware(now, "now"), **given)
+        ))
+        return int(pk[0])
+    missing = {k: v for k, v in given.items() if getattr(row, k) is None}
+    if missing:
+        conn.execute(update(s.samples).where(s.samples.c.id == row.id).values(**missing))
+    return int(row.id)
+
+
+def sample_ids(conn: Connection, accession: str) -> PatientIds:
+    """The patient identifiers stored for ``accession``."""
+    row = conn.execute(select(s.samples).where(s.samples.c.accession == accession)).first()
+    if row is None:
+        raise NotFoundError(f"sample {accession!r}")
+    return PatientIds(row.hospital_id, row.national_id, row.insurance_card)
+
+
+def add_order(conn: Connection, accession: str, test_code: str, now: datetime,
+              placer_order: str = "") -> int:
+    """Record an order for a test on a sample; returns its id."""
+    sample_id = ensure_sample(conn, accession, now)
+    pk = _pk(conn.execute(insert(s.orders).values(
+        sample_id=sample_id, test_code=test_code, placer_order=placer_order,
+        status="ordered", ordered_at=_require_aware(now, "now"))))
+    return int(pk[0])
+
+
+# --------------------------------------------------------------------- raw sessions
+
+
+def open_raw_session(conn: Connection, analyzer_id: int, transport: str, now: datetime,
+                     peer: str = "") -> int:
+    """Start a wire recording; returns the session id."""
+    pk = _pk(conn.execute(insert(s.raw_sessions).values(
+        analyzer_id=analyzer_id, transport=transport, peer=peer,
+        opened_at=_require_aware(now, "now"))))
+    return int(pk[0])
+
+
+def record_chunks(conn: Connection, session_id: int,
+                  chunks: Sequence[tuple[int, str, datetime, bytes]]) -> None:
+    """Append ``(seq, direction, at, data)`` chunks to a wire recording (executemany)."""
+    if chunks:
+        conn.execute(insert(s.raw_chunks), [
+            {"session_id": session_id, "seq": seq, "direction": direction,
+             "at": _require_aware(at, "at"), "data": data}
+            for seq, direction, at, data in chunks])
+
+
+def raw_bytes(conn: Connection, session_id: int, direction: str) -> bytes:
+    """Every recorded byte of one direction of a session, in order."""
+    rows = conn.execute(select(s.raw_chunks.c.data).where(
+        s.raw_chunks.c.session_id == session_id, s.raw_chunks.c.direction == direction
+    ).order_by(s.raw_chunks.c.seq)).scalars()
+    return b"".join(rows)
+
+
+def close_raw_session(conn: Connection, session_id: int, now: datetime) -> None:
+    """Mark a wire recording closed."""
+    conn.execute(update(s.raw_sessions).where(s.raw_sessions.c.id == session_id).values(
+        closed_at=_require_aware(now, "now")))
+
+
+# --------------------------------------------------------------------- messages, results
+
+
+def _content_values(c: ResultContent) -> dict[str, Any]:
+    return {
+        "value_raw": c.value_raw, "number": None if c.number is None else str(c.number),
+        "unit_raw": c.unit_raw, "unit_ucum": c.unit_ucum, "code": c.code, "loinc": c.loinc,
+        "flags": _canonical(list(c.flags)),
+        "instrument_flags": _canonical(list(c.instrument_flags)),
+        "reference_range": c.reference_range, "status": c.status, "critical": c.critical,
+        "problems": _canonical(list(c.problems)), "mapping_version": c.mapping_version,
+        "result_time": None if c.result_time is None else _aware(c.result_time),
+    }
+
+
+def content_of(result: NormalizedResult) -> ResultContent:
+    """The first version's content of a normalized result."""
+    return ResultContent(
+        value_raw=result.row.value, number=result.number, unit_raw=result.row.unit,
+        unit_ucum=result.unit_ucum, code=result.code, loinc=result.loinc,
+        flags=tuple(result.flags), instrument_flags=tuple(result.instrument_flags),
+        reference_range=result.reference_range, status=result.status,
+        critical=result.critical, problems=tuple(result.problems),
+        mapping_version=result.mapping_version, result_time=result.result_time)
+
+
+def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: bytes,
+                  received_at: datetime, results: Sequence[NormalizedResult],
+                  patients: Mapping[str, PatientIds] | None = None,
+                  raw_session_id: int | None = None) -> StoredMessage:
+    """Store one received message and its results (one transaction, the caller's).
+
+    Args:
+        analyzer_id: from :func:`ensure_analyzer`.
+        protocol: ``"astm"`` or ``"hl7"``.
+        raw: the message bytes exactly as received.
+        received_at: timezone-aware arrival time.
+        results: the message's normalized results, in order.
+        patients: known patient identifiers per accession.
+        raw_session_id: the wire recording it arrived on, if any.
+
+    Returns:
+        Ids, and whether the message (``repeat``) or which results were already known.
+    """
+    at = _require_aware(received_at, "received_at")
+    digest = _sha256(raw)
+    existing = conn.execute(select(s.messages.c.id).where(
+        s.messages.c.analyzer_id == analyzer_id, s.messages.c.content_hash == digest)
+    ).scalar_one_or_none()
+    if existing is not None:
+        reception = _reception(conn, existing, raw_session_id, at, repeat=True)
+        ids = conn.execute(select(s.message_results.c.result_id).where(
+            s.message_results.c.message_id == existing).order_by(
+            s.message_results.c.result_id)).scalars().all()
+        return StoredMessage(existing, reception, True, tuple(ids), ())
+    message_id = int(_pk(conn.execute(insert(s.messages).values(
+        analyzer_id=analyzer_id, protocol=protocol, content_hash=digest, raw=raw,
+        raw_session_id=raw_session_id, received_at=at)))[0])
+    reception = _reception(conn, message_id, raw_session_id, at, repeat=False)
+    result_ids: list[int] = []
+    new_ids: list[int] = []
+    seen: dict[str, int] = {}
+    for result in results:
+        base = result_fingerprint(analyzer_id, result, 0)
+        seen[base] = seen.get(base, -1) + 1
+        fingerprint = result_fingerprint(analyzer_id, result, seen[base])
+        result_id, created = _store_result(conn, analyzer_id, message_id, result,
+                                           fingerprint, at, patients or {})
+        if result_id in result_ids:
+            continue
+        result_ids.append(result_id)
+        if created:
+            new_ids.append(result_id)
+        conn.execute(insert(s.message_results).values(
+            message_id=message_id, result_id=result_id, repeat=not created))
+    return StoredMessage(message_id, reception, False, tuple(result_ids), tuple(new_ids))
+
+
+def _reception(conn: Connection, message_id: int, session_id: int | None, at: datetime,
+               repeat: bool) -> int:
+    return int(_pk(conn.execute(insert(s.message_receptions).values(
+        message_id=message_id, raw_session_id=session_id, received_at=at, repeat=repeat)
+    ))[0])
+
+
+def _store_result(conn: Connection, analyzer_id: int, message_id: int,
+                  result: NormalizedResult, fingerprint: str, at: datetime,
+                  patients: Mapping[str, PatientIds]) -> tuple[int, bool]:
+    known = conn.execute(select(s.results.c.id).where(
+        s.results.c.analyzer_id == analyzer_id, s.results.c.fingerprint == fingerprint)
+    ).scalar_one_or_none()
+    if known is not None:
+        return int(known), False
+    accession = result.row.sample_id
+    sample_id = ensure_sample(conn, accession, at, patients.get(accession))
+    previous = conn.execute(select(func.max(s.results.c.id)).where(
+        s.results.c.sample_id == sample_id, s.results.c.test_code == result.row.test,
+        s.results.c.analyzer_id == analyzer_id)).scalar_one_or_none()
+    result_id = int(_pk(conn.execute(insert(s.results).values(
+        analyzer_id=analyzer_id, sample_id=sample_id, message_id=message_id,
+        test_code=result.row.test, completed_at_raw=result.row.completed_at,
+        fingerprint=fingerprint, rerun_of_id=previous, created_at=at)
+    ))[0])
+    analyzer = conn.execute(select(s.analyzers.c.name).where(
+        s.analyzers.c.id == analyzer_id)).scalar_one()
+    conn.execute(insert(s.result_versions).values(
+        result_id=result_id, version=1, reason="received", author=f"analyzer:{analyzer}",
+        created_at=at, supersedes_id=None, **_content_values(content_of(result))))
+    return result_id, True
+
+
+def _version(row: Row[Any]) -> ResultVersion:
+    content = ResultContent(
+        value_raw=row.value_raw, number=None if row.number is None else Decimal(row.number),
+        unit_raw=row.unit_raw, unit_ucum=row.unit_ucum, code=row.code, loinc=row.loinc,
+        flags=tuple(json.loads(row.flags)),
+        instrument_flags=tuple(json.loads(row.instrument_flags)),
+        reference_range=row.reference_range, status=row.status, critical=row.critical,
+        problems=tuple(json.loads(row.problems)), mapping_version=row.mapping_version,
+        result_time=None if row.result_time is None else _aware(row.result_time))
+    return ResultVersion(row.id, row.result_id, row.version, content, row.reason,
+                         row.author, _aware(row.created_at), row.supersedes_id)
+
+
+def result_versions(conn: Connection, result_id: int) -> tuple[ResultVersion, ...]:
+    """Every version of a result, oldest first."""
+    rows = conn.execute(select(s.result_versions).where(
+        s.result_versions.c.result_id == result_id).order_by(s.result_versions.c.version))
+    return tuple(_version(r) for r in rows)
+
+
+def get_result(conn: Connection, result_id: int) -> ResultInfo:
+    """A result with its latest version."""
+    row = conn.execute(select(s.results, s.samples.c.accession).join(s.samples).where(
+        s.results.c.id == result_id)).first()
+    if row is None:
+        raise NotFoundError(f"result {result_id}")
+    return ResultInfo(row.id, row.analyzer_id, row.accession, row.test_code,
+                      row.completed_at_raw, row.message_id, row.rerun_of_id,
+                      result_versions(conn, result_id)[-1])
+
+
+def results_for_sample(conn: Connection, accession: str) -> tuple[ResultInfo, ...]:
+    """Every result of a sample (reruns included), oldest first."""
+    ids = conn.execute(select(s.results.c.id).join(s.samples).where(
+        s.samples.c.accession == accession).order_by(s.results.c.id)).scalars().all()
+    return tuple(get_result(conn, i) for i in ids)
+
+
+def message_receptions(conn: Connection, message_id: int) -> tuple[tuple[datetime, bool], ...]:
+    """Each arrival of a message: (received_at, repeat)."""
+    rows = conn.execute(select(s.message_receptions.c.received_at,
+                               s.message_receptions.c.repeat).where(
+        s.message_receptions.c.message_id == message_id).order_by(s.message_receptions.c.id))
+    return tuple((_aware(r.received_at), bool(r.repeat)) for r in rows)
+
+
+def correct_result(conn: Connection, version_id: int, content: ResultContent, *,
+                   reason: str, author: str, at: datetime, source: str = "") -> ResultVersion:
+    """Correct a result: insert a new version linked to ``version_id``; never update.
+
+    Args:
+        version_id: the latest version, the one being corrected.
+        content: the corrected content (``dataclasses.replace`` of the old one).
+        reason, author: required, non-empty.
+        at: timezone-aware time of the correction.
+        source: where the correction came from (for the audit log).
+
+    Raises:
+        StaleVersionError: ``version_id`` is not the latest version.
+        NotFoundError: no such version.
+        ValueError: empty reason or author.
+    """
+    if not reason.strip() or not author.strip():
+        raise ValueError("a correction needs a reason and an author")
+    when = _require_aware(at, "at")
+    old = conn.execute(select(s.result_versions).where(
+        s.result_versions.c.id == version_id)).first()
+    if old is None:
+        raise NotFoundError(f"result version {version_id}")
+    latest = conn.execute(select(func.max(s.result_versions.c.version)).where(
+        s.result_versions.c.result_id == old.result_id)).scalar_one()
+    if latest != old.version:
+        raise StaleVersionError(f"version {version_id} was already corrected")
+    try:
+        with conn.begin_nested():
+            pk = _pk(conn.execute(insert(s.result_versions).values(
+                result_id=old.result_id, version=old.version + 1, reason=reason,
+                author=author, created_at=when, supersedes_id=old.id,
+                **_content_values(content))))
+    except IntegrityError as exc:  # a concurrent correction won the race
+        raise StaleVersionError(f"version {version_id} was already corrected") from exc
+    new = _version(conn.execute(select(s.result_versions).where(
+        s.result_versions.c.id == pk[0])).one())
+    append_audit(conn, actor=author, action="result.correct", target=f"result:{old.result_id}",
+                 detail={"from_version": old.version, "to_version": new.version,
+                         "reason": reason}, source=source, at=when)
+    return new
+
+
+# --------------------------------------------------------------------- rules, validation
+
+
+def add_rule_outcome(conn: Connection, version_id: int, rule: str, outcome: str,
+                     at: datetime, detail: str = "") -> int:
+    """Record one rule's outcome on a result version."""
+    return int(_pk(conn.execute(insert(s.rule_outcomes).values(
+        result_version_id=version_id, rule=rule, outcome=outcome, detail=detail,
+        at=_require_aware(at, "at"))))[0])
+
+
+def add_validation_event(conn: Connection, version_id: int, action: str, user_id: int | None,
+                         at: datetime, comment: str = "", source: str = "") -> int:
+    """Record a validation step (validated, rejected, rerun, released) and audit it."""
+    when = _require_aware(at, "at")
+    pk = _pk(conn.execute(insert(s.validation_events).values(
+        result_version_id=version_id, action=action, user_id=user_id, comment=comment,
+        at=when)))
+    actor = "system" if user_id is None else conn.execute(select(s.users.c.username).where(
+        s.users.c.id == user_id)).scalar_one()
+    append_audit(conn, actor=actor, action=f"validation.{action}",
+                 target=f"result_version:{version_id}", detail={"comment": comment},
+                 source=source, at=when)
+    return int(pk[0])
+
+
+# --------------------------------------------------------------------- users, roles
+
+
+def ensure_role(conn: Connection, name: str) -> int:
+    """The id of role ``name``, created if new."""
+    found = conn.execute(select(s.roles.c.id).where(s.roles.c.name == name)).scalar()
+    if found is not None:
+        return int(found)
+    return int(_pk(conn.execute(insert(s.roles).values(name=name)))[0])
+
+
+def create_user(conn: Connection, username: str, now: datetime, *, display_name: str = "",
+                roles: Sequence[str] = (), actor: str = "system", source: str = "") -> User:
+    """Create a user with roles (audited)."""
+    when = _require_aware(now, "now")
+    user_id = int(_pk(conn.execute(insert(s.users).values(
+        username=username, display_name=display_name, active=True, created_at=when)
+    ))[0])
+    for role in roles:
+        conn.execute(insert(s.user_roles).values(user_id=user_id, role_id=ensure_role(conn, role)))
+    append_audit(conn, actor=actor, action="user.create", target=f"user:{username}",
+                 detail={"roles": sorted(roles)}, source=source, at=when)
+    return get_user(conn, username)
+
+
+def get_user(conn: Connection, username: str) -> User:
+    """A user by name, with role names sorted."""
+    row = conn.execute(select(s.users).where(s.users.c.username == username)).first()
+    if row is None:
+        raise NotFoundError(f"user {username!r}")
+    names = conn.execute(select(s.roles.c.name).join(s.user_roles).where(
+        s.user_roles.c.user_id == row.id).order_by(s.roles.c.name)).scalars().all()
+    return User(row.id, row.username, row.display_name, bool(row.active), tuple(names))
+
+
+# --------------------------------------------------------------------- audit
+
+
+def _audit_hash(prev_hash: str, fields: Mapping[str, object]) -> str:
+    return _sha256(prev_hash + _canonical(dict(fields)))
+
+
+def append_audit(conn: Connection, *, actor: str, action: str, target: str,
+                 detail: Mapping[str, object], source: str, at: datetime) -> AuditEntry:
+    """Append one hash-chained audit row.
+
+    The chain head row is read ``FOR UPDATE`` (PostgreSQL) or under SQLite's
+    ``BEGIN IMMEDIATE`` write lock, so concurrent appends cannot fork the chain.
+    """
+    head = conn.execute(select(s.audit_head).where(s.audit_head.c.id == 1)
+                        .with_for_update()).first()
+    if head is None:
+        conn.execute(insert(s.audit_head).values(id=1, seq=0, hash=s.GENESIS_HASH))
+        seq, prev = 1, s.GENESIS_HASH
+    else:
+        seq, prev = head.seq + 1, head.hash
+    fields = {"seq": seq, "at": _require_aware(at, "at").isoformat(), "actor": actor,
+              "action": action, "target": target, "detail": _canonical(dict(detail)),
+              "source": source, "prev_hash": prev}
+    digest = _audit_hash(prev, fields)
+    pk = _pk(conn.execute(insert(s.audit_log).values(hash=digest, **fields)))
+    conn.execute(update(s.audit_head).where(s.audit_head.c.id == 1).values(seq=seq, hash=digest))
+    return AuditEntry(int(pk[0]), seq, str(fields["at"]), actor, action, target,
+                      str(fields["detail"]), source, prev, digest)
+
+
+def audit_entries(conn: Connection) -> tuple[AuditEntry, ...]:
+    """The whole audit log in chain order."""
+    rows = conn.execute(select(s.audit_log).order_by(s.audit_log.c.seq))
+    return tuple(AuditEntry(r.id, r.seq, r.at, r.actor, r.action, r.target, r.detail,
+                            r.source, r.prev_hash, r.hash) for r in rows)
+
+
+def verify_audit(conn: Connection) -> list[int]:
+    """Check the audit chain.
+
+    Returns:
+        The ids of rows that do not verify: the row's hash does not match its
+        content, or it does not follow the previous row (a row removed or
+        reordered before it). If rows are missing at the end (the chain head
+        says more were written), the last row's id is reported, or 0 when
+        the log is empty. An empty list means the chain is intact.
+    """
+    broken: list[int] = []
+    prev, expected_seq, last_id = s.GENESIS_HASH, 1, 0
+    for entry in audit_entries(conn):
+        fields = {"seq": entry.seq, "at": entry.at, "actor": entry.actor,
+                  "action": entry.action, "target": entry.target, "detail": entry.detail,
+                  "source": entry.source, "prev_hash": entry.prev_hash}
+        if (entry.seq != expected_seq or entry.prev_hash != prev
+                or _audit_hash(entry.prev_hash, fields) != entry.hash):
+            broken.append(entry.id)
+        prev, expected_seq, last_id = entry.hash, entry.seq + 1, entry.id
+    head = conn.execute(select(s.audit_head).where(s.audit_head.c.id == 1)).first()
+    head_seq, head_hash = (0, s.GENESIS_HASH) if head is None else (head.seq, head.hash)
+    if (head_seq, head_hash) != (expected_seq - 1, prev) and last_id not in broken:
+        broken.append(last_id)
+    return broken

@@ -1,0 +1,286 @@
+"""Every table of the store, as SQLAlchemy Core (one :data:`metadata`).
+
+Types are the portable ones (Integer, String, Text, LargeBinary, Boolean,
+DateTime with time zone) so that SQLite and PostgreSQL hold the same schema;
+the Alembic revisions in ``migrations/`` create exactly this metadata (a test
+compares them). Constraint names follow :data:`NAMING`, so migrations can
+refer to them on both databases.
+
+What is kept and why it looks the way it does:
+
+* ``raw_sessions`` + ``raw_chunks``: the wire recording, every byte with its
+  time and direction, in arrival order.
+* ``messages``: one row per distinct message per analyzer; ``content_hash``
+  (sha256 of the raw bytes) is unique per analyzer, so a byte-identical resend
+  is recognised. Every arrival, first or repeat, is a ``message_receptions`` row.
+* ``results``: one row per analyzer run of a test on a sample. Its
+  ``fingerprint`` (analyzer, sample, test, completion time, value, unit,
+  flags, status) is unique per analyzer: the same result in a differently
+  framed resend links to the existing row (``message_results.repeat``); a
+  rerun is a new row pointing at the previous one (``rerun_of_id``).
+* ``result_versions``: the content of a result. Versions are only ever
+  inserted; a correction is version n+1 with reason, author and time and
+  ``supersedes_id`` the old version (unique, so a version is corrected once).
+  Triggers (see :func:`guard_statements`) refuse UPDATE and DELETE.
+* ``audit_log``: append-only, hash-chained (``hash = sha256(prev_hash +
+  canonical JSON of the row)``); ``audit_head`` holds the chain's tip so
+  that appends serialise on one row and a truncated tail is detectable.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+def _ts(name: str, nullable: bool = False) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+analyzers = Table(
+    "analyzers", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("family", String(100), nullable=False, default=""),
+    _ts("created_at"),
+)
+
+raw_sessions = Table(
+    "raw_sessions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("analyzer_id", ForeignKey("analyzers.id"), nullable=False, index=True),
+    Column("transport", String(20), nullable=False),  #: tcp, serial, mllp
+    Column("peer", String(200), nullable=False, default=""),
+    _ts("opened_at"),
+    _ts("closed_at", nullable=True),
+)
+
+raw_chunks = Table(
+    "raw_chunks", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("session_id", ForeignKey("raw_sessions.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("direction", String(3), nullable=False),  #: "in" (from analyzer) or "out"
+    _ts("at"),
+    Column("data", LargeBinary, nullable=False),
+    UniqueConstraint("session_id", "seq"),
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("analyzer_id", ForeignKey("analyzers.id"), nullable=False),
+    Column("protocol", String(10), nullable=False),  #: astm, hl7
+    Column("content_hash", String(64), nullable=False),  #: sha256 hex of raw
+    Column("raw", LargeBinary, nullable=False),
+    Column("raw_session_id", ForeignKey("raw_sessions.id"), nullable=True),
+    _ts("received_at"),
+    UniqueConstraint("analyzer_id", "content_hash"),
+)
+
+message_receptions = Table(
+    "message_receptions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("message_id", ForeignKey("messages.id"), nullable=False, index=True),
+    Column("raw_session_id", ForeignKey("raw_sessions.id"), nullable=True),
+    _ts("received_at"),
+    Column("repeat", Boolean, nullable=False),
+)
+
+samples = Table(
+    "samples", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("accession", String(100), nullable=False, unique=True),  #: barcode
+    Column("hospital_id", String(100), nullable=True, index=True),
+    Column("national_id", String(100), nullable=True, index=True),
+    Column("insurance_card", String(100), nullable=True),
+    _ts("created_at"),
+)
+
+orders = Table(
+    "orders", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sample_id", ForeignKey("samples.id"), nullable=False),
+    Column("test_code", String(100), nullable=False),
+    Column("placer_order", String(100), nullable=False, default=""),
+    Column("status", String(20), nullable=False, default="ordered"),
+    _ts("ordered_at"),
+    UniqueConstraint("sample_id", "test_code", "placer_order"),
+)
+
+results = Table(
+    "results", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("analyzer_id", ForeignKey("analyzers.id"), nullable=False),
+    Column("sample_id", ForeignKey("samples.id"), nullable=False),
+    Column("message_id", ForeignKey("messages.id"), nullable=False),  #: first seen in
+    Column("test_code", String(100), nullable=False),
+    Column("completed_at_raw", String(40), nullable=False, default=""),
+    Column("fingerprint", String(64), nullable=False),
+    Column("rerun_of_id", ForeignKey("results.id"), nullable=True),
+    _ts("created_at"),
+    UniqueConstraint("analyzer_id", "fingerprint"),
+    Index("ix_results_sample_test", "sample_id", "test_code"),
+)
+
+message_results = Table(
+    "message_results", metadata,
+    Column("message_id", ForeignKey("messages.id"), primary_key=True),
+    Column("result_id", ForeignKey("results.id"), primary_key=True),
+    Column("repeat", Boolean, nullable=False),
+)
+
+result_versions = Table(
+    "result_versions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", ForeignKey("results.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("value_raw", Text, nullable=False),
+    Column("number", String(60), nullable=True),  #: exact decimal, as text
+    Column("unit_raw", String(60), nullable=False),
+    Column("unit_ucum", String(60), nullable=False),
+    Column("code", String(100), nullable=False),
+    Column("loinc", String(20), nullable=False),
+    Column("flags", Text, nullable=False),  #: JSON list (HL7 table 0078)
+    Column("instrument_flags", Text, nullable=False),  #: JSON list
+    Column("reference_range", String(100), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("critical", String(4), nullable=False),
+    Column("problems", Text, nullable=False),  #: JSON list
+    Column("mapping_version", String(100), nullable=False),
+    _ts("result_time", nullable=True),
+    Column("reason", Text, nullable=False),  #: "received" for version 1
+    Column("author", String(100), nullable=False),  #: "analyzer:<name>" or a username
+    _ts("created_at"),
+    Column("supersedes_id", ForeignKey("result_versions.id"), nullable=True, unique=True),
+    UniqueConstraint("result_id", "version"),
+)
+
+rule_outcomes = Table(
+    "rule_outcomes", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_version_id", ForeignKey("result_versions.id"), nullable=False,
+           index=True),
+    Column("rule", String(100), nullable=False),
+    Column("outcome", String(20), nullable=False),  #: pass, hold, fail
+    Column("detail", Text, nullable=False, default=""),
+    _ts("at"),
+)
+
+roles = Table(
+    "roles", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(50), nullable=False, unique=True),
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False, default=""),
+    Column("active", Boolean, nullable=False, default=True),
+    _ts("created_at"),
+)
+
+user_roles = Table(
+    "user_roles", metadata,
+    Column("user_id", ForeignKey("users.id"), primary_key=True),
+    Column("role_id", ForeignKey("roles.id"), primary_key=True),
+)
+
+validation_events = Table(
+    "validation_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_version_id", ForeignKey("result_versions.id"), nullable=False,
+           index=True),
+    Column("action", String(20), nullable=False),  #: validated, rejected, rerun, released
+    Column("user_id", ForeignKey("users.id"), nullable=True),
+    Column("comment", Text, nullable=False, default=""),
+    _ts("at"),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False, unique=True),
+    Column("at", String(40), nullable=False),  #: ISO 8601 UTC, hashed as stored
+    Column("actor", String(100), nullable=False),  #: who
+    Column("action", String(100), nullable=False),  #: what
+    Column("target", String(200), nullable=False),
+    Column("detail", Text, nullable=False),  #: canonical JSON
+    Column("source", String(200), nullable=False),  #: from where (IP, tty, "system")
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True),  #: always 1
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+GENESIS_HASH = "0" * 64
+
+#: Tables whose rows are never updated or deleted (enforced by triggers).
+APPEND_ONLY = ("result_versions", "audit_log", "raw_chunks", "message_receptions")
+
+
+def guard_statements(dialect: str) -> list[str]:
+    """DDL for triggers refusing UPDATE/DELETE on :data:`APPEND_ONLY` tables.
+
+    Args:
+        dialect: ``"sqlite"`` or ``"postgresql"``.
+
+    Returns:
+        The statements to run after the tables exist (an empty list otherwise).
+    """
+    out: list[str] = []
+    if dialect == "postgresql":
+        out.append(
+            "CREATE OR REPLACE FUNCTION lis_append_only() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'append-only table %', TG_TABLE_NAME; END $$ LANGUAGE plpgsql")
+        for table in APPEND_ONLY:
+            out.append(f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON "
+                       f"{table} FOR EACH ROW EXECUTE FUNCTION lis_append_only()")
+    elif dialect == "sqlite":
+        for table in APPEND_ONLY:
+            for op in ("UPDATE", "DELETE"):
+                out.append(f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                           f"BEGIN SELECT RAISE(ABORT, 'append-only table {table}'); END")
+    return out
+
+
+def unguard_statements(dialect: str) -> list[str]:
+    """DDL dropping what :func:`guard_statements` created (for downgrades)."""
+    out: list[str] = []
+    for table in APPEND_ONLY:
+        if dialect == "postgresql":
+            out.append(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+        elif dialect == "sqlite":
+            out += [f"DROP TRIGGER IF EXISTS {table}_no_{op}" for op in ("update", "delete")]
+    if dialect == "postgresql":
+        out.append("DROP FUNCTION IF EXISTS lis_append_only()")
+    return out
