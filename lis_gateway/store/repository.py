@@ -14,38 +14,41 @@ Rules kept in code (and, for the append-only tables, by triggers too):
   new result whose ``rerun_of_id`` is the latest earlier one; both are kept.
 * Result versions are never updated: :func:`correct_result` inserts version
   n+1 linked to the old one, with reason, author and time, and audits it.
-* The audit log is append-only and hash-chained; :func:`verify_audit` finds
-  rows that were altered, removed or reordered behind the repository's back.
+* Audit (:mod:`.audit`) and users (:mod:`.users`) live in their own modules and
+  are re-exported here, so callers have one entry point.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lis_gateway.normalize import NormalizedResult
 
 from . import schema as s
+from ._common import (
+    NotFoundError,
+    StaleVersionError,
+    StoreError,
+    as_utc,
+    canonical_json,
+    primary_key,
+    require_aware,
+    sha256_hex,
+)
+from .audit import AuditEntry, append_audit, audit_entries, verify_audit
+from .users import User, create_user, ensure_role, get_user
 
-
-class StoreError(Exception):
-    """Base class of store-level domain errors."""
-
-
-class StaleVersionError(StoreError):
-    """A correction was based on a version that is not the latest one."""
-
-
-class NotFoundError(StoreError):
-    """The row asked for does not exist."""
+__all__ = ["AuditEntry", "NotFoundError", "StaleVersionError", "StoreError", "User",
+           "append_audit", "audit_entries", "create_user", "ensure_role", "get_user",
+           "verify_audit"]
 
 
 # --------------------------------------------------------------------- dataclasses
@@ -136,64 +139,6 @@ class ResultInfo:
     latest: ResultVersion
 
 
-@dataclass(frozen=True, slots=True)
-class User:
-    """A user and the names of their roles."""
-
-    id: int
-    username: str
-    display_name: str
-    active: bool
-    roles: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One audit row: who (actor), what (action, target, detail), when, from where."""
-
-    id: int
-    seq: int
-    at: str
-    actor: str
-    action: str
-    target: str
-    detail: str
-    source: str
-    prev_hash: str
-    hash: str
-
-
-
-# --------------------------------------------------------------------- helpers
-
-
-def _pk(result: CursorResult[Any]) -> tuple[Any, ...]:
-    key = result.inserted_primary_key
-    if key is None:
-        raise StoreError("the database returned no primary key")
-    return tuple(key)
-
-
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; we store UTC
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _require_aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware")
-    return value.astimezone(UTC)
-
-
-def _canonical(obj: object) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _sha256(text: str | bytes) -> str:
-    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
-
-
 def result_fingerprint(analyzer_id: int, result: NormalizedResult, occurrence: int) -> str:
     """The identity of a result across resends.
 
@@ -207,7 +152,7 @@ def result_fingerprint(analyzer_id: int, result: NormalizedResult, occurrence: i
         status and ``occurrence``. A rerun differs in completion time or value.
     """
     row = result.row
-    return _sha256(_canonical([analyzer_id, row.sample_id, row.test, row.completed_at,
+    return sha256_hex(canonical_json([analyzer_id, row.sample_id, row.test, row.completed_at,
                                row.value, row.unit, sorted(row.flags), row.status,
                                occurrence]))
 
@@ -219,8 +164,8 @@ def ensure_analyzer(conn: Connection, name: str, now: datetime, family: str = ""
     """The analyzer called ``name``, created if new."""
     row = conn.execute(select(s.analyzers).where(s.analyzers.c.name == name)).first()
     if row is None:
-        pk = _pk(conn.execute(insert(s.analyzers).values(
-            name=name, family=family, created_at=_require_aware(now, "now"))))
+        pk = primary_key(conn.execute(insert(s.analyzers).values(
+            name=name, family=family, created_at=require_aware(now, "now"))))
         return Analyzer(int(pk[0]), name, family)
     return Analyzer(row.id, row.name, row.family)
 
@@ -234,8 +179,8 @@ def ensure_sample(conn: Connection, accession: str, now: datetime,
         ("national_id", ids.national_id if ids else None),
         ("insurance_card", ids.insurance_card if ids else None)) if v}
     if row is None:
-        pk = _pk(conn.execute(insert(s.samples).values(
-            accession=accession, created_at=_require_aware(now, "now"), **given)
+        pk = primary_key(conn.execute(insert(s.samples).values(
+            accession=accession, created_at=require_aware(now, "now"), **given)
         ))
         return int(pk[0])
     missing = {k: v for k, v in given.items() if getattr(row, k) is None}
@@ -256,9 +201,9 @@ def add_order(conn: Connection, accession: str, test_code: str, now: datetime,
               placer_order: str = "") -> int:
     """Record an order for a test on a sample; returns its id."""
     sample_id = ensure_sample(conn, accession, now)
-    pk = _pk(conn.execute(insert(s.orders).values(
+    pk = primary_key(conn.execute(insert(s.orders).values(
         sample_id=sample_id, test_code=test_code, placer_order=placer_order,
-        status="ordered", ordered_at=_require_aware(now, "now"))))
+        status="ordered", ordered_at=require_aware(now, "now"))))
     return int(pk[0])
 
 
@@ -268,9 +213,9 @@ def add_order(conn: Connection, accession: str, test_code: str, now: datetime,
 def open_raw_session(conn: Connection, analyzer_id: int, transport: str, now: datetime,
                      peer: str = "") -> int:
     """Start a wire recording; returns the session id."""
-    pk = _pk(conn.execute(insert(s.raw_sessions).values(
+    pk = primary_key(conn.execute(insert(s.raw_sessions).values(
         analyzer_id=analyzer_id, transport=transport, peer=peer,
-        opened_at=_require_aware(now, "now"))))
+        opened_at=require_aware(now, "now"))))
     return int(pk[0])
 
 
@@ -280,7 +225,7 @@ def record_chunks(conn: Connection, session_id: int,
     if chunks:
         conn.execute(insert(s.raw_chunks), [
             {"session_id": session_id, "seq": seq, "direction": direction,
-             "at": _require_aware(at, "at"), "data": data}
+             "at": require_aware(at, "at"), "data": data}
             for seq, direction, at, data in chunks])
 
 
@@ -295,7 +240,7 @@ def raw_bytes(conn: Connection, session_id: int, direction: str) -> bytes:
 def close_raw_session(conn: Connection, session_id: int, now: datetime) -> None:
     """Mark a wire recording closed."""
     conn.execute(update(s.raw_sessions).where(s.raw_sessions.c.id == session_id).values(
-        closed_at=_require_aware(now, "now")))
+        closed_at=require_aware(now, "now")))
 
 
 # --------------------------------------------------------------------- messages, results
@@ -305,11 +250,11 @@ def _content_values(c: ResultContent) -> dict[str, Any]:
     return {
         "value_raw": c.value_raw, "number": None if c.number is None else str(c.number),
         "unit_raw": c.unit_raw, "unit_ucum": c.unit_ucum, "code": c.code, "loinc": c.loinc,
-        "flags": _canonical(list(c.flags)),
-        "instrument_flags": _canonical(list(c.instrument_flags)),
+        "flags": canonical_json(list(c.flags)),
+        "instrument_flags": canonical_json(list(c.instrument_flags)),
         "reference_range": c.reference_range, "status": c.status, "critical": c.critical,
-        "problems": _canonical(list(c.problems)), "mapping_version": c.mapping_version,
-        "result_time": None if c.result_time is None else _aware(c.result_time),
+        "problems": canonical_json(list(c.problems)), "mapping_version": c.mapping_version,
+        "result_time": None if c.result_time is None else as_utc(c.result_time),
     }
 
 
@@ -342,8 +287,8 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
     Returns:
         Ids, and whether the message (``repeat``) or which results were already known.
     """
-    at = _require_aware(received_at, "received_at")
-    digest = _sha256(raw)
+    at = require_aware(received_at, "received_at")
+    digest = sha256_hex(raw)
     existing = conn.execute(select(s.messages.c.id).where(
         s.messages.c.analyzer_id == analyzer_id, s.messages.c.content_hash == digest)
     ).scalar_one_or_none()
@@ -353,7 +298,7 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
             s.message_results.c.message_id == existing).order_by(
             s.message_results.c.result_id)).scalars().all()
         return StoredMessage(existing, reception, True, tuple(ids), ())
-    message_id = int(_pk(conn.execute(insert(s.messages).values(
+    message_id = int(primary_key(conn.execute(insert(s.messages).values(
         analyzer_id=analyzer_id, protocol=protocol, content_hash=digest, raw=raw,
         raw_session_id=raw_session_id, received_at=at)))[0])
     reception = _reception(conn, message_id, raw_session_id, at, repeat=False)
@@ -378,7 +323,7 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
 
 def _reception(conn: Connection, message_id: int, session_id: int | None, at: datetime,
                repeat: bool) -> int:
-    return int(_pk(conn.execute(insert(s.message_receptions).values(
+    return int(primary_key(conn.execute(insert(s.message_receptions).values(
         message_id=message_id, raw_session_id=session_id, received_at=at, repeat=repeat)
     ))[0])
 
@@ -396,7 +341,7 @@ def _store_result(conn: Connection, analyzer_id: int, message_id: int,
     previous = conn.execute(select(func.max(s.results.c.id)).where(
         s.results.c.sample_id == sample_id, s.results.c.test_code == result.row.test,
         s.results.c.analyzer_id == analyzer_id)).scalar_one_or_none()
-    result_id = int(_pk(conn.execute(insert(s.results).values(
+    result_id = int(primary_key(conn.execute(insert(s.results).values(
         analyzer_id=analyzer_id, sample_id=sample_id, message_id=message_id,
         test_code=result.row.test, completed_at_raw=result.row.completed_at,
         fingerprint=fingerprint, rerun_of_id=previous, created_at=at)
@@ -417,9 +362,9 @@ def _version(row: Row[Any]) -> ResultVersion:
         instrument_flags=tuple(json.loads(row.instrument_flags)),
         reference_range=row.reference_range, status=row.status, critical=row.critical,
         problems=tuple(json.loads(row.problems)), mapping_version=row.mapping_version,
-        result_time=None if row.result_time is None else _aware(row.result_time))
+        result_time=None if row.result_time is None else as_utc(row.result_time))
     return ResultVersion(row.id, row.result_id, row.version, content, row.reason,
-                         row.author, _aware(row.created_at), row.supersedes_id)
+                         row.author, as_utc(row.created_at), row.supersedes_id)
 
 
 def result_versions(conn: Connection, result_id: int) -> tuple[ResultVersion, ...]:
@@ -452,7 +397,7 @@ def message_receptions(conn: Connection, message_id: int) -> tuple[tuple[datetim
     rows = conn.execute(select(s.message_receptions.c.received_at,
                                s.message_receptions.c.repeat).where(
         s.message_receptions.c.message_id == message_id).order_by(s.message_receptions.c.id))
-    return tuple((_aware(r.received_at), bool(r.repeat)) for r in rows)
+    return tuple((as_utc(r.received_at), bool(r.repeat)) for r in rows)
 
 
 def correct_result(conn: Connection, version_id: int, content: ResultContent, *,
@@ -473,7 +418,7 @@ def correct_result(conn: Connection, version_id: int, content: ResultContent, *,
     """
     if not reason.strip() or not author.strip():
         raise ValueError("a correction needs a reason and an author")
-    when = _require_aware(at, "at")
+    when = require_aware(at, "at")
     old = conn.execute(select(s.result_versions).where(
         s.result_versions.c.id == version_id)).first()
     if old is None:
@@ -484,7 +429,7 @@ def correct_result(conn: Connection, version_id: int, content: ResultContent, *,
         raise StaleVersionError(f"version {version_id} was already corrected")
     try:
         with conn.begin_nested():
-            pk = _pk(conn.execute(insert(s.result_versions).values(
+            pk = primary_key(conn.execute(insert(s.result_versions).values(
                 result_id=old.result_id, version=old.version + 1, reason=reason,
                 author=author, created_at=when, supersedes_id=old.id,
                 **_content_values(content))))
@@ -504,16 +449,16 @@ def correct_result(conn: Connection, version_id: int, content: ResultContent, *,
 def add_rule_outcome(conn: Connection, version_id: int, rule: str, outcome: str,
                      at: datetime, detail: str = "") -> int:
     """Record one rule's outcome on a result version."""
-    return int(_pk(conn.execute(insert(s.rule_outcomes).values(
+    return int(primary_key(conn.execute(insert(s.rule_outcomes).values(
         result_version_id=version_id, rule=rule, outcome=outcome, detail=detail,
-        at=_require_aware(at, "at"))))[0])
+        at=require_aware(at, "at"))))[0])
 
 
 def add_validation_event(conn: Connection, version_id: int, action: str, user_id: int | None,
                          at: datetime, comment: str = "", source: str = "") -> int:
     """Record a validation step (validated, rejected, rerun, released) and audit it."""
-    when = _require_aware(at, "at")
-    pk = _pk(conn.execute(insert(s.validation_events).values(
+    when = require_aware(at, "at")
+    pk = primary_key(conn.execute(insert(s.validation_events).values(
         result_version_id=version_id, action=action, user_id=user_id, comment=comment,
         at=when)))
     actor = "system" if user_id is None else conn.execute(select(s.users.c.username).where(
@@ -522,103 +467,3 @@ def add_validation_event(conn: Connection, version_id: int, action: str, user_id
                  target=f"result_version:{version_id}", detail={"comment": comment},
                  source=source, at=when)
     return int(pk[0])
-
-
-# --------------------------------------------------------------------- users, roles
-
-
-def ensure_role(conn: Connection, name: str) -> int:
-    """The id of role ``name``, created if new."""
-    found = conn.execute(select(s.roles.c.id).where(s.roles.c.name == name)).scalar()
-    if found is not None:
-        return int(found)
-    return int(_pk(conn.execute(insert(s.roles).values(name=name)))[0])
-
-
-def create_user(conn: Connection, username: str, now: datetime, *, display_name: str = "",
-                roles: Sequence[str] = (), actor: str = "system", source: str = "") -> User:
-    """Create a user with roles (audited)."""
-    when = _require_aware(now, "now")
-    user_id = int(_pk(conn.execute(insert(s.users).values(
-        username=username, display_name=display_name, active=True, created_at=when)
-    ))[0])
-    for role in roles:
-        conn.execute(insert(s.user_roles).values(user_id=user_id, role_id=ensure_role(conn, role)))
-    append_audit(conn, actor=actor, action="user.create", target=f"user:{username}",
-                 detail={"roles": sorted(roles)}, source=source, at=when)
-    return get_user(conn, username)
-
-
-def get_user(conn: Connection, username: str) -> User:
-    """A user by name, with role names sorted."""
-    row = conn.execute(select(s.users).where(s.users.c.username == username)).first()
-    if row is None:
-        raise NotFoundError(f"user {username!r}")
-    names = conn.execute(select(s.roles.c.name).join(s.user_roles).where(
-        s.user_roles.c.user_id == row.id).order_by(s.roles.c.name)).scalars().all()
-    return User(row.id, row.username, row.display_name, bool(row.active), tuple(names))
-
-
-# --------------------------------------------------------------------- audit
-
-
-def _audit_hash(prev_hash: str, fields: Mapping[str, object]) -> str:
-    return _sha256(prev_hash + _canonical(dict(fields)))
-
-
-def append_audit(conn: Connection, *, actor: str, action: str, target: str,
-                 detail: Mapping[str, object], source: str, at: datetime) -> AuditEntry:
-    """Append one hash-chained audit row.
-
-    The chain head row is read ``FOR UPDATE`` (PostgreSQL) or under SQLite's
-    ``BEGIN IMMEDIATE`` write lock, so concurrent appends cannot fork the chain.
-    """
-    head = conn.execute(select(s.audit_head).where(s.audit_head.c.id == 1)
-                        .with_for_update()).first()
-    if head is None:
-        conn.execute(insert(s.audit_head).values(id=1, seq=0, hash=s.GENESIS_HASH))
-        seq, prev = 1, s.GENESIS_HASH
-    else:
-        seq, prev = head.seq + 1, head.hash
-    fields = {"seq": seq, "at": _require_aware(at, "at").isoformat(), "actor": actor,
-              "action": action, "target": target, "detail": _canonical(dict(detail)),
-              "source": source, "prev_hash": prev}
-    digest = _audit_hash(prev, fields)
-    pk = _pk(conn.execute(insert(s.audit_log).values(hash=digest, **fields)))
-    conn.execute(update(s.audit_head).where(s.audit_head.c.id == 1).values(seq=seq, hash=digest))
-    return AuditEntry(int(pk[0]), seq, str(fields["at"]), actor, action, target,
-                      str(fields["detail"]), source, prev, digest)
-
-
-def audit_entries(conn: Connection) -> tuple[AuditEntry, ...]:
-    """The whole audit log in chain order."""
-    rows = conn.execute(select(s.audit_log).order_by(s.audit_log.c.seq))
-    return tuple(AuditEntry(r.id, r.seq, r.at, r.actor, r.action, r.target, r.detail,
-                            r.source, r.prev_hash, r.hash) for r in rows)
-
-
-def verify_audit(conn: Connection) -> list[int]:
-    """Check the audit chain.
-
-    Returns:
-        The ids of rows that do not verify: the row's hash does not match its
-        content, or it does not follow the previous row (a row removed or
-        reordered before it). If rows are missing at the end (the chain head
-        says more were written), the last row's id is reported, or 0 when
-        the log is empty. An empty list means the chain is intact.
-    """
-    broken: list[int] = []
-    prev, expected_seq, last_id = s.GENESIS_HASH, 1, 0
-    for entry in audit_entries(conn):
-        fields = {"seq": entry.seq, "at": entry.at, "actor": entry.actor,
-                  "action": entry.action, "target": entry.target, "detail": entry.detail,
-                  "source": entry.source, "prev_hash": entry.prev_hash}
-        if (entry.seq != expected_seq or entry.prev_hash != prev
-                or _audit_hash(entry.prev_hash, fields) != entry.hash):
-            broken.append(entry.id)
-        prev, expected_seq, last_id = entry.hash, entry.seq + 1, entry.id
-    head = conn.execute(select(s.audit_head).where(s.audit_head.c.id == 1)).first()
-    head_seq, head_hash = (0, s.GENESIS_HASH) if head is None else (head.seq, head.hash)
-    if (head_seq, head_hash) != (expected_seq - 1, prev) and last_id not in broken:
-        broken.append(last_id)
-    return broken

@@ -1,0 +1,96 @@
+"""The append-only audit log, chained by hashes: who, what, when, from where.
+
+Each row stores ``sha256(prev_hash + canonical JSON of the row)``; the head
+row is locked while appending so two writers cannot fork the chain.
+:func:`verify_audit` finds rows altered, removed or reordered behind the
+repository's back (``lis-gateway audit verify``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from . import schema as s
+from ._common import canonical_json, primary_key, require_aware, sha256_hex
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit row: who (actor), what (action, target, detail), when, from where."""
+
+    id: int
+    seq: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    detail: str
+    source: str
+    prev_hash: str
+    hash: str
+
+
+def _audit_hash(prev_hash: str, fields: Mapping[str, object]) -> str:
+    return sha256_hex(prev_hash + canonical_json(dict(fields)))
+
+
+def append_audit(conn: Connection, *, actor: str, action: str, target: str,
+                 detail: Mapping[str, object], source: str, at: datetime) -> AuditEntry:
+    """Append one hash-chained audit row.
+
+    The chain head row is read ``FOR UPDATE`` (PostgreSQL) or under SQLite's
+    ``BEGIN IMMEDIATE`` write lock, so concurrent appends cannot fork the chain.
+    """
+    head = conn.execute(select(s.audit_head).where(s.audit_head.c.id == 1)
+                        .with_for_update()).first()
+    if head is None:
+        conn.execute(insert(s.audit_head).values(id=1, seq=0, hash=s.GENESIS_HASH))
+        seq, prev = 1, s.GENESIS_HASH
+    else:
+        seq, prev = head.seq + 1, head.hash
+    fields = {"seq": seq, "at": require_aware(at, "at").isoformat(), "actor": actor,
+              "action": action, "target": target, "detail": canonical_json(dict(detail)),
+              "source": source, "prev_hash": prev}
+    digest = _audit_hash(prev, fields)
+    pk = primary_key(conn.execute(insert(s.audit_log).values(hash=digest, **fields)))
+    conn.execute(update(s.audit_head).where(s.audit_head.c.id == 1).values(seq=seq, hash=digest))
+    return AuditEntry(int(pk[0]), seq, str(fields["at"]), actor, action, target,
+                      str(fields["detail"]), source, prev, digest)
+
+
+def audit_entries(conn: Connection) -> tuple[AuditEntry, ...]:
+    """The whole audit log in chain order."""
+    rows = conn.execute(select(s.audit_log).order_by(s.audit_log.c.seq))
+    return tuple(AuditEntry(r.id, r.seq, r.at, r.actor, r.action, r.target, r.detail,
+                            r.source, r.prev_hash, r.hash) for r in rows)
+
+
+def verify_audit(conn: Connection) -> list[int]:
+    """Check the audit chain.
+
+    Returns:
+        The ids of rows that do not verify: the row's hash does not match its
+        content, or it does not follow the previous row (a row removed or
+        reordered before it). If rows are missing at the end (the chain head
+        says more were written), the last row's id is reported, or 0 when
+        the log is empty. An empty list means the chain is intact.
+    """
+    broken: list[int] = []
+    prev, expected_seq, last_id = s.GENESIS_HASH, 1, 0
+    for entry in audit_entries(conn):
+        fields = {"seq": entry.seq, "at": entry.at, "actor": entry.actor,
+                  "action": entry.action, "target": entry.target, "detail": entry.detail,
+                  "source": entry.source, "prev_hash": entry.prev_hash}
+        if (entry.seq != expected_seq or entry.prev_hash != prev
+                or _audit_hash(entry.prev_hash, fields) != entry.hash):
+            broken.append(entry.id)
+        prev, expected_seq, last_id = entry.hash, entry.seq + 1, entry.id
+    head = conn.execute(select(s.audit_head).where(s.audit_head.c.id == 1)).first()
+    head_seq, head_hash = (0, s.GENESIS_HASH) if head is None else (head.seq, head.hash)
+    if (head_seq, head_hash) != (expected_seq - 1, prev) and last_id not in broken:
+        broken.append(last_id)
+    return broken
