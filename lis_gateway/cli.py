@@ -128,6 +128,41 @@ def cmd_hl7_sim(args: argparse.Namespace) -> int:
     return hl7_sim.run(args, sys.stdout)
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the database schema."""
+    from lis_gateway.store.maintenance import migrate_database
+
+    migrate_database(args.database)
+    print(f"database at {_safe_url(args.database)} is at the newest schema")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Verify the hash chain of the audit log."""
+    from lis_gateway.store.maintenance import verify_audit_log
+
+    broken = verify_audit_log(args.database)
+    if broken:
+        print(f"audit log BROKEN at row(s): {', '.join(map(str, broken))}", file=sys.stderr)
+        return 1
+    print("audit log intact")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _database_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database", metavar="URL",
+                   default=os.environ.get("LIS_GATEWAY_DATABASE", "sqlite:///var/lis.db"),
+                   help="SQLAlchemy URL (default: $LIS_GATEWAY_DATABASE, else "
+                        "sqlite:///var/lis.db)")
+
+
 def cmd_drivers(args: argparse.Namespace) -> int:
     """List the analyzer drivers with their defaults."""
     for name, spec in sorted(drivers.REGISTRY.items()):
@@ -224,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
                            "standard output."))
     hl7_sim.add_arguments(p)
     p.set_defaults(func=cmd_hl7_sim)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    _database_option(p)
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("audit", help="audit log tools")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    p = audit_sub.add_parser("verify", help="check the audit log's hash chain (exit 1 if broken)")
+    _database_option(p)
+    p.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("drivers", help="list the analyzer drivers with their defaults")
     p.add_argument("--json", action="store_true", help="one JSON object per driver")
