@@ -157,6 +157,21 @@ def send_as_instrument(messages: list[bytes], write: Callable[[bytes], None],
     raise AssertionError(f"messages not acknowledged within {timeout} s")
 
 
+def socket_reader(sock: Any) -> Callable[[float], bytes]:
+    """A ``read(wait)`` for :func:`send_as_instrument` over a blocking socket."""
+    def read(wait: float) -> bytes:
+        sock.settimeout(max(wait, 0.001))
+        try:
+            data: bytes = sock.recv(4096)
+        except TimeoutError:
+            return b""
+        if not data:
+            raise AssertionError("the gateway closed the connection")
+        return data
+
+    return read
+
+
 def recorded_rx(record_dir: Path) -> bytes:
     """Every received byte in the wire recordings under ``record_dir``, file by file."""
     files = sorted(record_dir.glob("*.wire.jsonl"))

@@ -10,7 +10,7 @@ import pytest
 
 from lis_gateway.simulator import chemistry_message, haematology_message
 
-from ._harness import GatewayProcess, check_rows, send_as_instrument
+from ._harness import GatewayProcess, check_rows, send_as_instrument, socket_reader
 
 WHEN = datetime(2024, 5, 6, 7, 8, 9)
 ACCEPT_TIMEOUT = 30.0
@@ -18,17 +18,7 @@ ACCEPT_TIMEOUT = 30.0
 
 def play(conn: socket.socket, message: bytes) -> bytes:
     """Send one message as the analyzer on an accepted connection."""
-    def read(wait: float) -> bytes:
-        conn.settimeout(max(wait, 0.001))
-        try:
-            data = conn.recv(4096)
-        except TimeoutError:
-            return b""
-        if not data:
-            raise AssertionError("the gateway closed the connection")
-        return data
-
-    return send_as_instrument([message], conn.sendall, read)
+    return send_as_instrument([message], conn.sendall, socket_reader(conn))
 
 
 @pytest.mark.integration

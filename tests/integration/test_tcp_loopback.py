@@ -10,7 +10,13 @@ import pytest
 
 from lis_gateway.simulator import chemistry_message, haematology_message
 
-from ._harness import GatewayProcess, check_rows, send_as_instrument, wait_for_recording
+from ._harness import (
+    GatewayProcess,
+    check_rows,
+    send_as_instrument,
+    socket_reader,
+    wait_for_recording,
+)
 
 WHEN = datetime(2024, 5, 6, 7, 8, 9)
 
@@ -24,19 +30,8 @@ def test_multi_frame_messages_over_loopback_tcp(tmp_path: Path) -> None:
     try:
         port = int(gateway.wait_for_status(r"bench listening on 127\.0\.0\.1:(\d+)").group(1))
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-
-            def read(wait: float) -> bytes:
-                sock.settimeout(max(wait, 0.001))
-                try:
-                    data = sock.recv(4096)
-                except TimeoutError:
-                    return b""
-                if not data:
-                    raise AssertionError("the gateway closed the connection")
-                return data
-
-            sent = send_as_instrument(
-                [chemistry_message(1, WHEN), haematology_message(2, WHEN)], sock.sendall, read)
+            sent = send_as_instrument([chemistry_message(1, WHEN), haematology_message(2, WHEN)],
+                                      sock.sendall, socket_reader(sock))
             rows = gateway.rows(6 + 8)
             assert wait_for_recording(record_dir, sent) == sent
         check_rows(rows, "bench")
