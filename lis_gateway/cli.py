@@ -10,10 +10,17 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import drivers
 from lis_gateway import __version__
 from lis_gateway.normalize import NormalizedResult
+
+if TYPE_CHECKING:
+    from twisted.application.service import MultiService
+    from twisted.internet.defer import Deferred
+
+    from lis_gateway.config import GatewayConfig
 
 
 def _encoding(name: str) -> str:
@@ -126,6 +133,109 @@ def cmd_hl7_sim(args: argparse.Namespace) -> int:
 
     _logging(args)
     return hl7_sim.run(args, sys.stdout)
+
+
+def _load_config(args: argparse.Namespace) -> GatewayConfig | None:
+    """The configuration named by ``--config``, or None after printing its problems."""
+    from lis_gateway.config import ConfigError, load_config
+
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.file}: {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run every configured analyzer link and store everything received."""
+    from lis_gateway import receive, service
+
+    config = _load_config(args)
+    if config is None:
+        return 2
+    _logging(args)
+    links = config.links()
+
+    def on_running(root: MultiService, _reactor: object) -> Deferred[object] | None:
+        return receive.announce(root, links, sys.stderr)
+
+    return service.run_gateway(config, on_running=on_running)
+
+
+#: Until the lifecycle is wired every stored result is in this state.
+STORED_STATE = "received"
+
+#: Result ids are walked until this many in a row are missing (see cmd_results).
+_ID_GAP = 256
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    """Print stored results (latest version), optionally of one sample or state."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from lis_gateway.store import repository
+    from lis_gateway.store.engine import make_engine
+
+    config = _load_config(args)
+    if config is None:
+        return 2
+    engine = make_engine(config.database_url)
+    try:
+        with engine.begin() as conn:
+            if args.sample is not None:
+                infos = list(repository.results_for_sample(conn, args.sample))
+            else:
+                # The repository has no "list results" yet: walk the ids, tolerating
+                # gaps (PostgreSQL sequences skip the ids of rolled-back inserts).
+                infos, result_id, misses = [], 1, 0
+                while misses < _ID_GAP:
+                    try:
+                        infos.append(repository.get_result(conn, result_id))
+                        misses = 0
+                    except repository.NotFoundError:
+                        misses += 1
+                    result_id += 1
+            rows = [(info, repository.result_versions(conn, info.id)[0].author)
+                    for info in infos]
+    except SQLAlchemyError as exc:
+        print(f"cannot read results from {_safe_url(config.database_url)}: {exc}",
+              file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    for info, first_author in rows:
+        if args.state is not None and args.state != STORED_STATE:
+            continue
+        c = info.latest.content
+        analyzer = first_author.removeprefix("analyzer:")
+        if args.json:
+            print(json.dumps({
+                "result_id": info.id, "sample_id": info.accession, "analyzer": analyzer,
+                "test": info.test_code, "code": c.code, "value": c.value_raw,
+                "unit": c.unit_raw, "number": None if c.number is None else str(c.number),
+                "unit_ucum": c.unit_ucum, "loinc": c.loinc, "flags": list(c.flags),
+                "instrument_flags": list(c.instrument_flags),
+                "reference_range": c.reference_range, "status": c.status,
+                "critical": c.critical, "state": STORED_STATE, "reasons": list(c.problems),
+                "version": info.latest.version, "completed_at": info.completed_at_raw,
+                "result_time": None if c.result_time is None else c.result_time.isoformat(),
+                "message_id": info.message_id, "rerun_of": info.rerun_of_id,
+                "mapping_version": c.mapping_version[:12],
+            }, ensure_ascii=False))
+        else:
+            reasons = f"  ({'; '.join(c.problems)})" if c.problems else ""
+            print(f"{info.accession}\t{analyzer}\t{info.test_code}\t{c.code or '-'}\t"
+                  f"{c.value_raw} {c.unit_raw}\t{STORED_STATE}{reasons}")
+    return 0
+
+
+def _config_option(p: argparse.ArgumentParser) -> None:
+    from lis_gateway.config import CONFIG_ENV, DEFAULT_CONFIG_FILE, default_config_path
+
+    p.add_argument("--config", type=Path, default=default_config_path(), metavar="FILE",
+                   help=f"the TOML configuration (default: ${CONFIG_ENV}, else "
+                        f"./{DEFAULT_CONFIG_FILE})")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -259,6 +369,31 @@ def build_parser() -> argparse.ArgumentParser:
                            "standard output."))
     hl7_sim.add_arguments(p)
     p.set_defaults(func=cmd_hl7_sim)
+
+    p = sub.add_parser("run", help="run the configured analyzer links and store results",
+                       description=(
+                           "Check the configuration and the mapping tables, migrate the "
+                           "database, then run every configured analyzer link; each "
+                           "message is acknowledged only after it is committed. Stops on "
+                           "Ctrl-C or SIGTERM."))
+    _config_option(p)
+    p.set_defaults(func=cmd_run)
+
+    from lis_gateway.lifecycle import ResultState
+
+    p = sub.add_parser("results", help="print stored results",
+                       description=(
+                           "Print the stored results (latest version of each), one per "
+                           "line, or one JSON object per line with --json. Until the "
+                           "lifecycle is wired every result is in state 'received' and its "
+                           "reasons are its normalization problems."))
+    _config_option(p)
+    p.add_argument("--sample", metavar="ID", default=None, help="only this sample (accession)")
+    p.add_argument("--state", metavar="S", default=None,
+                   choices=[state.value for state in ResultState],
+                   help="only results in this state")
+    p.add_argument("--json", action="store_true", help="one JSON object per result")
+    p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     _database_option(p)

@@ -164,12 +164,12 @@ def run_receive(links: list[LinkSpec], json_out: TextIO, *, duration: float | No
         return ResultPrinter(link.name, link.driver, json_out)
 
     def on_running(root: MultiService, _reactor: Any) -> Deferred[Any] | None:
-        return _announce(root, links, status)
+        return announce(root, links, status)
 
     return service.run(links, sink_for, duration=duration, on_running=on_running)
 
 
-def _announce(root: MultiService, links: Sequence[LinkSpec], status: TextIO
+def announce(root: MultiService, links: Sequence[LinkSpec], status: TextIO
               ) -> Deferred[Any] | None:
     """Print a status line when each link is ready; fail if a server cannot listen."""
     def say(text: str) -> None:

@@ -2,9 +2,10 @@
 
 :func:`make_service` is shaped like ``twisted/web/tap.py``'s ``makeService``
 so a ``twistd`` plugin can be added later without refactoring. This is the
-only module that imports the global reactor (in :func:`run`) and, with the
-CLI, the only one that imports :mod:`drivers`: each link is wired to its
-``DriverSpec`` here.
+only module that imports the global reactor (in :func:`run` and
+:func:`run_gateway`, which also makes the database engine) and, with the
+CLI, the configuration and the ingest sink, the only one that imports
+:mod:`drivers`: each link is wired to its ``DriverSpec`` here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -41,6 +42,9 @@ from lis_gateway.adapters.tcp import (
     make_client_service,
 )
 from lis_gateway.wire import open_recorder
+
+if TYPE_CHECKING:
+    from lis_gateway.config import GatewayConfig
 
 #: The transports a link may use.
 TRANSPORTS = ("tcp-server", "tcp-client", "serial")
@@ -167,6 +171,7 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
 def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
         duration: float | None = None,
         on_running: Callable[[MultiService, Any], Deferred[Any] | None] | None = None,
+        after_stop: Callable[[], object] | None = None,
         ) -> int:
     """Run the links on the global reactor until stopped (Ctrl-C, SIGTERM, ``duration``).
 
@@ -176,6 +181,8 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
         duration: stop by itself after this many seconds (None: run until stopped).
         on_running: called with the started service and the reactor; a failure
             of what it returns stops the gateway with exit status 1.
+        after_stop: called once the links have stopped and the reactor shuts
+            down (e.g. to stop the database pool).
 
     Returns:
         The exit status: 0 after a clean stop, 1 if starting failed.
@@ -213,6 +220,8 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
 
     reactor.callWhenRunning(lambda: maybeDeferred(start).addErrback(failed))
     reactor.addSystemEventTrigger("before", "shutdown", stop)
+    if after_stop is not None:
+        reactor.addSystemEventTrigger("after", "shutdown", after_stop)
     _install_stop_signals(lambda: reactor.callFromThread(stop_reactor))
     reactor.run(installSignalHandlers=False)
     return status[0]
@@ -231,3 +240,67 @@ def _install_stop_signals(request_stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def run_gateway(config: GatewayConfig, *,
+                on_running: Callable[[MultiService, Any], Deferred[Any] | None] | None = None,
+                ) -> int:
+    """``lis-gateway run``: every configured link stores what it receives.
+
+    In order, and nothing starts if a step fails: load every mapping table the
+    links need (a broken table is reported with its located problems),
+    migrate the database, start the database pool, then run the links until
+    SIGTERM or Ctrl-C; the pool finishes its queued work and stops last.
+
+    Args:
+        config: a checked configuration (:func:`lis_gateway.config.load_config`).
+        on_running: as for :func:`run` (status lines, readiness).
+
+    Returns:
+        0 after a clean stop, 1 if the database or a link could not start, 2
+        if a mapping table is broken.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+    from twisted.internet import reactor as global_reactor
+
+    from lis_gateway.ingest import StoreSink, load_tables
+    from lis_gateway.mapping import MappingTableError
+    from lis_gateway.store.engine import make_engine
+    from lis_gateway.store.migrations import migrate
+    from lis_gateway.store.pool import DbPool
+
+    log: FilteringBoundLogger = structlog.get_logger("lis_gateway.service")
+    links = config.links()
+    try:
+        tables = load_tables((link.driver for link in links), config.mapping_directories)
+    except MappingTableError as exc:
+        for problem in exc.problems:
+            log.error("mapping-table-error", problem=str(problem))
+        return 2
+    for link in links:
+        if tables[link.driver.table_name] is None:
+            log.warning("mapping-table-missing", analyzer=link.name,
+                        table=link.driver.table_name,
+                        directories=[str(d) for d in config.mapping_directories],
+                        consequence="every result is stored as not mapped")
+    engine = make_engine(config.database_url)
+    try:
+        migrate(config.database_url, engine=engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        log.error("database-unavailable", error=str(exc.orig if hasattr(exc, "orig") else exc),
+                  url=engine.url.render_as_string(hide_password=True))
+        return 1
+    reactor: Any = global_reactor  # PosixReactorBase; typed as IReactorCore only
+    pool = DbPool(engine, reactor)
+
+    def sink_for(link: LinkSpec) -> Sink:
+        return StoreSink(link.name, link.driver, link.transport,
+                         tables[link.driver.table_name], pool)
+
+    pool.start()
+    try:
+        return run(links, sink_for, on_running=on_running, after_stop=pool.stop)
+    finally:
+        if pool.threadpool.started:  # the reactor never ran the shutdown triggers
+            pool.stop()

@@ -1,0 +1,352 @@
+"""The gateway's configuration: one TOML file, checked completely before anything starts.
+
+The accepted shape::
+
+    [database]
+    url = "sqlite:///var/lis.db"          # or postgresql+psycopg://...
+
+    [mappings]                            # optional
+    directories = ["site-mappings"]       # searched before the shipped tables
+
+    [wire]                                # optional
+    record_dir = "var/wire"               # wire recordings of every connection
+
+    [[analyzers]]
+    name = "chem1"
+    driver = "roche-cobas"
+    transport = "tcp-server"              # tcp-server | tcp-client | serial
+    listen = "127.0.0.1:15001"            # tcp-server
+    # host = "10.0.0.5"  port = 5000      # tcp-client
+    # device = "/dev/ttyUSB0"  baudrate = 9600  (bytesize, parity, stopbits)  # serial
+
+Relative paths (mapping directories, record directory) are read from the
+configuration file's directory. Every problem is reported with its key path
+(``analyzers[1].transport: expected tcp-server, tcp-client or serial``) and
+all problems are reported at once; unknown keys are problems too, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import drivers
+from drivers import DriverSpec
+
+if TYPE_CHECKING:
+    from lis_gateway.service import LinkSpec
+
+#: The mapping tables shipped with the gateway (searched after the site's directories).
+SHIPPED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+
+#: The environment variable naming the configuration file.
+CONFIG_ENV = "LIS_GATEWAY_CONFIG"
+
+#: The file used when neither ``--config`` nor :data:`CONFIG_ENV` names one.
+DEFAULT_CONFIG_FILE = "lis-gateway.toml"
+
+_TRANSPORT_KEYS: Mapping[str, frozenset[str]] = {
+    "tcp-server": frozenset({"listen"}),
+    "tcp-client": frozenset({"host", "port"}),
+    "serial": frozenset({"device", "baudrate", "bytesize", "parity", "stopbits"}),
+}
+_COMMON_KEYS = frozenset({"name", "driver", "transport"})
+_ALL_LINK_KEYS = _COMMON_KEYS.union(*_TRANSPORT_KEYS.values())
+_PARITIES = ("N", "E", "O", "M", "S")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every one with its key path."""
+
+    def __init__(self, file: str, problems: list[str]) -> None:
+        super().__init__("\n".join(f"{file}: {p}" for p in problems))
+        self.file = file
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzerConfig:
+    """One ``[[analyzers]]`` entry (fields not used by its transport keep their defaults)."""
+
+    name: str
+    driver: DriverSpec
+    transport: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    device: str = ""
+    baudrate: int | None = None
+    bytesize: int | None = None
+    parity: str | None = None
+    stopbits: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The whole configuration file.
+
+    Attributes:
+        file: where it was read from.
+        database_url: the SQLAlchemy URL of the store.
+        analyzers: the links, in file order.
+        mapping_directories: site directories, then :data:`SHIPPED_MAPPINGS`.
+        record_dir: where wire recordings go (None: no recordings).
+    """
+
+    file: Path
+    database_url: str
+    analyzers: tuple[AnalyzerConfig, ...]
+    mapping_directories: tuple[Path, ...] = (SHIPPED_MAPPINGS,)
+    record_dir: Path | None = None
+
+    def links(self) -> list[LinkSpec]:
+        """The analyzers as :class:`lis_gateway.service.LinkSpec` objects."""
+        from lis_gateway.service import LinkSpec  # Twisted stays out of config loading
+
+        return [LinkSpec(a.name, a.driver, a.transport, host=a.host, port=a.port,
+                         device=a.device, baudrate=a.baudrate, bytesize=a.bytesize,
+                         parity=a.parity, stopbits=a.stopbits, record_dir=self.record_dir)
+                for a in self.analyzers]
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$LIS_GATEWAY_CONFIG`` if set (and not empty), else ``./lis-gateway.toml``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and check the configuration file at ``path``.
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or has problems
+            (every problem is listed, each with its key path).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from None
+    return parse_config(data, path)
+
+
+def parse_config(data: bytes, path: Path) -> GatewayConfig:
+    """Check configuration text (``path`` names it and anchors relative paths).
+
+    Raises:
+        ConfigError: with every problem found.
+    """
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    checker = _Checker(path.parent)
+    config = checker.config(doc, path)
+    if checker.problems or config is None:
+        raise ConfigError(str(path), checker.problems)
+    return config
+
+
+class _Checker:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.problems: list[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def unknown(self, where: str, table: Mapping[str, Any], known: frozenset[str]) -> None:
+        for key in table:
+            if key not in known:
+                prefix = f"{where}." if where else ""
+                self.problem(f"{prefix}{key}", "unknown key (expected one of "
+                             f"{', '.join(sorted(known))})")
+
+    def table(self, doc: Mapping[str, Any], key: str, required: bool) -> Mapping[str, Any]:
+        value = doc.get(key)
+        if value is None:
+            if required:
+                self.problem(key, "missing (expected a table)")
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key, f"expected a table, got {_kind(value)}")
+            return {}
+        return value
+
+    def string(self, where: str, table: Mapping[str, Any], key: str, *,
+               required: bool) -> str | None:
+        value = table.get(key)
+        if value is None:
+            if required:
+                self.problem(f"{where}.{key}", "missing (expected a string)")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(f"{where}.{key}", f"expected a non-empty string, got {_kind(value)}")
+            return None
+        return value
+
+    def integer(self, where: str, table: Mapping[str, Any], key: str, low: int, high: int,
+                ) -> int | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problem(f"{where}.{key}", f"expected an integer from {low} to {high}, "
+                         f"got {value!r}")
+            return None
+        return value
+
+    def path(self, text: str) -> Path:
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def config(self, doc: Mapping[str, Any], file: Path) -> GatewayConfig | None:
+        self.unknown("", doc, frozenset({"database", "analyzers", "mappings", "wire"}))
+        database = self.table(doc, "database", required=True)
+        self.unknown("database", database, frozenset({"url"}))
+        url = self.string("database", database, "url", required=True) if database else None
+        if url is not None and not _looks_like_url(url):
+            self.problem("database.url", f"expected an SQLAlchemy URL such as "
+                         f"sqlite:///var/lis.db, got {url!r}")
+        mappings = self.table(doc, "mappings", required=False)
+        self.unknown("mappings", mappings, frozenset({"directories"}))
+        directories = self.directories(mappings.get("directories"))
+        wire = self.table(doc, "wire", required=False)
+        self.unknown("wire", wire, frozenset({"record_dir"}))
+        record = self.string("wire", wire, "record_dir", required=False)
+        analyzers = self.analyzers(doc.get("analyzers"))
+        if url is None or analyzers is None:
+            return None
+        return GatewayConfig(file=file, database_url=url, analyzers=analyzers,
+                             mapping_directories=(*directories, SHIPPED_MAPPINGS),
+                             record_dir=None if record is None else self.path(record))
+
+    def directories(self, value: object) -> list[Path]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.problem("mappings.directories", f"expected a list of paths, got {_kind(value)}")
+            return []
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.problem(f"mappings.directories[{i}]", f"expected a path, got {_kind(item)}")
+                continue
+            directory = self.path(item)
+            if not directory.is_dir():
+                self.problem(f"mappings.directories[{i}]", f"{str(directory)!r} is not a directory")
+            out.append(directory)
+        return out
+
+    def analyzers(self, value: object) -> tuple[AnalyzerConfig, ...] | None:
+        if value is None:
+            self.problem("analyzers", "missing (expected at least one [[analyzers]] table)")
+            return None
+        if not isinstance(value, list) or not value:
+            self.problem("analyzers", "expected at least one [[analyzers]] table, got "
+                         f"{_kind(value)}")
+            return None
+        out: list[AnalyzerConfig] = []
+        names: dict[str, int] = {}
+        for i, item in enumerate(value):
+            where = f"analyzers[{i}]"
+            if not isinstance(item, dict):
+                self.problem(where, f"expected a table, got {_kind(item)}")
+                continue
+            analyzer = self.analyzer(where, item)
+            if analyzer is None:
+                continue
+            if analyzer.name in names:
+                self.problem(f"{where}.name", f"{analyzer.name!r} is already the name of "
+                             f"analyzers[{names[analyzer.name]}]")
+                continue
+            names[analyzer.name] = i
+            out.append(analyzer)
+        return tuple(out) if len(out) == len(value) else None
+
+    def analyzer(self, where: str, item: Mapping[str, Any]) -> AnalyzerConfig | None:
+        before = len(self.problems)
+        self.unknown(where, item, _ALL_LINK_KEYS)
+        name = self.string(where, item, "name", required=True)
+        driver_name = self.string(where, item, "driver", required=True)
+        transport = self.string(where, item, "transport", required=True)
+        spec = None
+        if driver_name is not None:
+            try:
+                spec = drivers.get(driver_name)
+            except KeyError:
+                self.problem(f"{where}.driver", f"unknown driver {driver_name!r}; known: "
+                             f"{', '.join(sorted(drivers.REGISTRY))}")
+        if transport is not None and transport not in _TRANSPORT_KEYS:
+            self.problem(f"{where}.transport", "expected tcp-server, tcp-client or serial, "
+                         f"got {transport!r}")
+            transport = None
+        if transport is None:
+            return None
+        for key in sorted(_ALL_LINK_KEYS - _COMMON_KEYS - _TRANSPORT_KEYS[transport]):
+            if key in item:
+                self.problem(f"{where}.{key}", f"not used by transport {transport} (it "
+                             f"takes {', '.join(sorted(_TRANSPORT_KEYS[transport]))})")
+        fields: dict[str, Any] = {}
+        if transport == "tcp-server":
+            listen = self.string(where, item, "listen", required=True)
+            if listen is not None:
+                parsed = _host_port(listen)
+                if parsed is None:
+                    self.problem(f"{where}.listen", f"expected HOST:PORT with a port from "
+                                 f"0 to 65535, got {listen!r}")
+                else:
+                    fields["host"], fields["port"] = parsed
+        elif transport == "tcp-client":
+            host = self.string(where, item, "host", required=True)
+            port = self.integer(where, item, "port", 1, 65535)
+            if "port" not in item:
+                self.problem(f"{where}.port", "missing (expected an integer from 1 to 65535)")
+            if host is not None and port is not None:
+                fields["host"], fields["port"] = host, port
+        else:
+            fields["device"] = self.string(where, item, "device", required=True)
+            fields["baudrate"] = self.integer(where, item, "baudrate", 50, 4_000_000)
+            fields["bytesize"] = self.integer(where, item, "bytesize", 5, 8)
+            parity = item.get("parity")
+            if parity is not None and parity not in _PARITIES:
+                self.problem(f"{where}.parity", f"expected one of {', '.join(_PARITIES)}, "
+                             f"got {parity!r}")
+            fields["parity"] = parity
+            stopbits = item.get("stopbits")
+            if stopbits is not None and (isinstance(stopbits, bool)
+                                         or stopbits not in (1, 1.5, 2)):
+                self.problem(f"{where}.stopbits", f"expected 1, 1.5 or 2, got {stopbits!r}")
+            fields["stopbits"] = None if stopbits is None else float(stopbits)
+        if len(self.problems) > before or name is None or spec is None:
+            return None
+        analyzer = AnalyzerConfig(name=name, driver=spec, transport=transport, **fields)
+        if transport == "serial" and spec.framing is drivers.Framing.BARE:
+            self.problem(f"{where}.transport", f"driver {spec.name} sends bare records, "
+                         "which only work over TCP")
+            return None
+        return analyzer
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        return None
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _looks_like_url(text: str) -> bool:
+    scheme, sep, _rest = text.partition("://")
+    return bool(sep) and bool(scheme) and all(c.isalnum() or c in "+-_." for c in scheme)
+
+
+def _kind(value: object) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+             list: "a list", dict: "a table"}
+    return names.get(type(value), type(value).__name__) + (
+        f" ({value!r})" if isinstance(value, (str, int, float)) else "")

@@ -1,0 +1,169 @@
+"""The store-backed sink: durable before acknowledged.
+
+:class:`StoreSink` is the :class:`~lis_gateway.adapters.sink.Sink` of one
+analyzer link when the gateway runs with a database. For each complete
+message it extracts the rows with the link's driver, normalizes them with the
+driver's mapping table and returns the Deferred of the store transaction
+(``DbPool.run``), so the link ACKs the completing frame (or sends the HL7 AA)
+only after the commit, and NAKs (AE) if the transaction fails: the analyzer
+then sends the message again. A byte-identical resend is recognised by the
+store (``StoredMessage.repeat``) and adds no results.
+
+Text that never became a message (:class:`IncompleteTransmission`) is kept as a
+one-chunk raw session whose ``peer`` says ``incomplete: <reason>``; the schema
+has no dedicated table for it.
+
+No SQL here: the work functions only call :mod:`lis_gateway.store.repository`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Concatenate, ParamSpec, Protocol, TypeVar, cast
+
+import structlog
+from sqlalchemy import Connection
+from structlog.typing import FilteringBoundLogger
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from drivers import DriverSpec
+from drivers.extract import ResultRow, extract_hl7_results, extract_results
+from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
+from lis_gateway.astm.events import AbortReason
+from lis_gateway.capture import CaptureReport, normalize_report
+from lis_gateway.hl7.message import Hl7Message
+from lis_gateway.mapping import MappingTable, load_table
+from lis_gateway.normalize import NormalizedResult
+from lis_gateway.store import repository
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class RunsWork(Protocol):
+    """What the sink needs of :class:`lis_gateway.store.pool.DbPool` (or ``NonThreadPool``)."""
+
+    def run(self, fn: Callable[Concatenate[Connection, P], T], *args: P.args,
+            **kwargs: P.kwargs) -> Deferred[T]: ...
+
+
+def load_tables(specs: Iterable[DriverSpec], directories: Sequence[Path]
+                ) -> dict[str, MappingTable | None]:
+    """Load each driver's mapping table once (None: no table, results are not mapped).
+
+    Raises:
+        lis_gateway.mapping.MappingTableError: a table exists but has problems
+            (``problems`` locates each one); nothing should start then.
+    """
+    tables: dict[str, MappingTable | None] = {}
+    for spec in specs:
+        if spec.table_name not in tables:
+            tables[spec.table_name] = load_table(directories, spec.table_name)
+    return tables
+
+
+def normalize_rows(rows: Sequence[ResultRow], spec: DriverSpec, table: MappingTable | None
+                   ) -> list[NormalizedResult]:
+    """One message's rows normalized exactly as ``lis-gateway parse`` does."""
+    report = CaptureReport(rows=[(0, row) for row in rows])
+    return [result for _number, result in normalize_report(report, spec, table)]
+
+
+def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol: str,
+                       raw: bytes, received_at: datetime,
+                       results: Sequence[NormalizedResult]) -> repository.StoredMessage:
+    """Make sure the analyzer exists and store one message with its results (one transaction)."""
+    known = repository.ensure_analyzer(conn, analyzer, received_at, family=family)
+    return repository.store_message(conn, analyzer_id=known.id, protocol=protocol, raw=raw,
+                                    received_at=received_at, results=results)
+
+
+def store_incomplete(conn: Connection, *, analyzer: str, family: str, transport: str,
+                     reason: str, raw: bytes, received_at: datetime) -> int:
+    """Keep incomplete text as a closed one-chunk raw session; returns the session id."""
+    known = repository.ensure_analyzer(conn, analyzer, received_at, family=family)
+    session = repository.open_raw_session(conn, known.id, transport[:20], received_at,
+                                          peer=f"incomplete: {reason}"[:200])
+    repository.record_chunks(conn, session, [(0, "in", received_at, raw)])
+    repository.close_raw_session(conn, session, received_at)
+    return session
+
+
+class StoreSink:
+    """Stores what one link receives; the acknowledgement waits for the commit.
+
+    Args:
+        name: the link (analyzer) name, as in the configuration.
+        driver: extracts rows and knows the flag/status maps and time zone.
+        transport: the link's transport (kept with incomplete text).
+        table: the driver's mapping table, or None (every result gets ``not-mapped``).
+        pool: runs the store work in a transaction off the reactor thread.
+        utcnow: the wall clock for ``received_at``.
+        log: a logger; one bound to ``analyzer=name`` when None.
+    """
+
+    def __init__(self, name: str, driver: DriverSpec, transport: str,
+                 table: MappingTable | None, pool: RunsWork, *,
+                 utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 log: FilteringBoundLogger | None = None) -> None:
+        self.name = name
+        self._driver = driver
+        self._transport = transport
+        self._table = table
+        self._pool = pool
+        self._utcnow = utcnow
+        self._log: FilteringBoundLogger = (
+            log if log is not None
+            else structlog.get_logger("lis_gateway.ingest").bind(analyzer=name))
+
+    def message_received(self, msg: AstmMessage | Hl7Message) -> Deferred[object]:
+        """Store the message; the Deferred fires after the commit (fails after a rollback)."""
+        if isinstance(msg, Hl7Message):
+            rows, protocol = extract_hl7_results(msg, self._driver), "hl7"
+        else:
+            rows, protocol = extract_results(msg, self._driver), "astm"
+        results = normalize_rows(rows, self._driver, self._table)
+        d = self._pool.run(store_for_analyzer, analyzer=self.name, family=self._driver.name,
+                           protocol=protocol, raw=msg.raw, received_at=self._utcnow(),
+                           results=results)
+        d.addCallback(self._stored, len(msg.raw))
+        return cast("Deferred[object]", d)
+
+    def _stored(self, stored: repository.StoredMessage, length: int
+                ) -> repository.StoredMessage:
+        if stored.repeat:
+            self._log.info("message-repeat", message_id=stored.message_id, length=length,
+                           results=len(stored.result_ids))
+        else:
+            self._log.info("message-stored", message_id=stored.message_id, length=length,
+                           results=len(stored.result_ids),
+                           new_results=len(stored.new_result_ids),
+                           linked_results=len(stored.result_ids) - len(stored.new_result_ids))
+        return stored
+
+    def incomplete(self, item: IncompleteTransmission) -> None:
+        """Keep the text as a raw session marked incomplete (nothing is acknowledged for it)."""
+        d = self._pool.run(store_incomplete, analyzer=self.name, family=self._driver.name,
+                           transport=self._transport, reason=item.reason, raw=item.raw,
+                           received_at=self._utcnow())
+        d.addCallbacks(self._incomplete_stored, self._incomplete_lost,
+                       callbackArgs=(item,), errbackArgs=(item,))
+
+    def _incomplete_stored(self, session: int, item: IncompleteTransmission) -> None:
+        self._log.info("incomplete-stored", raw_session_id=session, length=len(item.raw),
+                       reason=item.reason)
+
+    def _incomplete_lost(self, failure: Failure, item: IncompleteTransmission) -> None:
+        self._log.error("incomplete-not-stored", length=len(item.raw), reason=item.reason,
+                        error=failure.getErrorMessage())
+
+    def message_sent(self, message: bytes) -> None:
+        """The gateway sends nothing on this link yet (orders arrive with issue 6)."""
+        self._log.info("message-sent", length=len(message))
+
+    def send_failed(self, messages: tuple[bytes, ...], reason: AbortReason) -> None:
+        """The gateway sends nothing on this link yet (orders arrive with issue 6)."""
+        self._log.warning("send-failed", messages=len(messages), reason=reason.value)

@@ -1,0 +1,180 @@
+"""The TOML configuration: the documented shape loads, every mistake is named by its key path."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import drivers
+from lis_gateway.config import (
+    SHIPPED_MAPPINGS,
+    ConfigError,
+    default_config_path,
+    load_config,
+    parse_config,
+)
+
+ISSUE_EXAMPLE = b"""
+[database]
+url = "sqlite:///var/lis.db"          # or postgresql+psycopg://...
+[[analyzers]]
+name = "chem1"
+driver = "roche-cobas"
+transport = "tcp-server"              # tcp-server | tcp-client | serial
+listen = "127.0.0.1:15001"            # tcp-server; tcp-client uses host/port
+[[analyzers]]
+name = "heme1"
+driver = "sysmex-xn"
+transport = "serial"
+device = "/dev/ttyUSB0"
+baudrate = 9600
+"""
+
+BASE = b"""
+[database]
+url = "sqlite:///lis.db"
+"""
+
+
+def problems(text: bytes, tmp_path: Path) -> tuple[str, ...]:
+    """The problems parse_config reports for ``text`` (it must refuse it)."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "gw.toml")
+    return caught.value.problems
+
+
+def analyzer(body: str) -> bytes:
+    """BASE plus one ``[[analyzers]]`` table with ``body``."""
+    return BASE + b"[[analyzers]]\n" + body.encode()
+
+
+def test_issue_example_loads_into_link_specs(tmp_path: Path) -> None:
+    """The issue's example file gives a TCP server link and a serial link with its settings."""
+    config = parse_config(ISSUE_EXAMPLE, tmp_path / "gw.toml")
+    assert config.database_url == "sqlite:///var/lis.db"
+    assert config.mapping_directories == (SHIPPED_MAPPINGS,)
+    assert config.record_dir is None
+    chem, heme = config.links()
+    assert (chem.name, chem.driver, chem.transport, chem.host, chem.port) == (
+        "chem1", drivers.get("roche-cobas"), "tcp-server", "127.0.0.1", 15001)
+    assert (heme.name, heme.driver.name, heme.transport, heme.device) == (
+        "heme1", "sysmex-xn", "serial", "/dev/ttyUSB0")
+    assert heme.serial_settings().baudrate == 9600
+
+
+def test_tcp_client_mappings_and_wire_sections(tmp_path: Path) -> None:
+    """A tcp-client link takes host and port; relative paths start at the file's directory."""
+    (tmp_path / "site").mkdir()
+    config = parse_config(BASE + b"""
+[mappings]
+directories = ["site"]
+[wire]
+record_dir = "wire"
+[[analyzers]]
+name = "imm"
+driver = "generic-astm"
+transport = "tcp-client"
+host = "10.0.0.5"
+port = 5000
+""", tmp_path / "gw.toml")
+    assert config.mapping_directories == (tmp_path / "site", SHIPPED_MAPPINGS)
+    assert config.record_dir == tmp_path / "wire"
+    (link,) = config.links()
+    assert (link.transport, link.host, link.port, link.record_dir) == (
+        "tcp-client", "10.0.0.5", 5000, tmp_path / "wire")
+
+
+def test_bad_transport_is_named_with_its_path(tmp_path: Path) -> None:
+    """A wrong transport says which analyzer and what is expected."""
+    text = ISSUE_EXAMPLE.replace(b'transport = "serial"', b'transport = "usb"')
+    assert problems(text, tmp_path) == (
+        "analyzers[1].transport: expected tcp-server, tcp-client or serial, got 'usb'",)
+
+
+def test_unknown_driver_lists_the_known_ones(tmp_path: Path) -> None:
+    """An unknown driver name is reported with every registered driver."""
+    (problem,) = problems(analyzer('name = "a"\ndriver = "cobas"\ntransport = "tcp-server"\n'
+                                   'listen = ":1"\n'), tmp_path)
+    assert problem.startswith("analyzers[0].driver: unknown driver 'cobas'; known: ")
+    assert all(name in problem for name in drivers.REGISTRY)
+
+
+def test_unknown_keys_are_errors_everywhere(tmp_path: Path) -> None:
+    """Typos at the top, in a section or in an analyzer are refused, each with its path."""
+    text = (b"databse = 1\n" + BASE + b"pool = 3\n"
+            + b'[[analyzers]]\nname = "a"\ndriver = "generic-astm"\ntransport = "tcp-server"\n'
+            + b'listen = ":1"\nbaud = 9600\n')
+    found = problems(text, tmp_path)
+    assert [p.split(":")[0] for p in found] == ["databse", "database.pool", "analyzers[0].baud"]
+    assert all("unknown key" in p for p in found)
+
+
+def test_keys_of_another_transport_are_errors(tmp_path: Path) -> None:
+    """A serial setting on a TCP server link is refused rather than ignored."""
+    assert problems(analyzer('name = "a"\ndriver = "generic-astm"\ntransport = "tcp-server"\n'
+                             'listen = ":1"\nbaudrate = 9600\n'), tmp_path) == (
+        "analyzers[0].baudrate: not used by transport tcp-server (it takes listen)",)
+
+
+def test_missing_and_mistyped_values(tmp_path: Path) -> None:
+    """A missing database, bad listen, port, device and parity are all reported at once."""
+    text = (b'[[analyzers]]\nname = "a"\ndriver = "generic-astm"\ntransport = "tcp-server"\n'
+            b'listen = "nowhere"\n'
+            b'[[analyzers]]\nname = "b"\ndriver = "generic-astm"\ntransport = "tcp-client"\n'
+            b'host = "h"\nport = "5000"\n'
+            b'[[analyzers]]\nname = "c"\ndriver = "generic-astm"\ntransport = "serial"\n'
+            b'parity = "X"\n')
+    assert problems(text, tmp_path) == (
+        "database: missing (expected a table)",
+        "analyzers[0].listen: expected HOST:PORT with a port from 0 to 65535, got 'nowhere'",
+        "analyzers[1].port: expected an integer from 1 to 65535, got '5000'",
+        "analyzers[2].device: missing (expected a string)",
+        "analyzers[2].parity: expected one of N, E, O, M, S, got 'X'",
+    )
+
+
+def test_duplicate_names_and_no_analyzers(tmp_path: Path) -> None:
+    """Two analyzers may not share a name, and a file without analyzers is refused."""
+    one = 'name = "a"\ndriver = "generic-astm"\ntransport = "tcp-server"\nlisten = ":1"\n'
+    assert problems(analyzer(one) + b"[[analyzers]]\n" + one.encode(), tmp_path) == (
+        "analyzers[1].name: 'a' is already the name of analyzers[0]",)
+    assert problems(BASE, tmp_path) == (
+        "analyzers: missing (expected at least one [[analyzers]] table)",)
+
+
+def test_bad_database_url_and_missing_mapping_directory(tmp_path: Path) -> None:
+    """A database URL without a scheme and a mapping directory that does not exist are named."""
+    text = (b'[database]\nurl = "/var/lis.db"\n[mappings]\ndirectories = ["nope"]\n'
+            + b'[[analyzers]]\nname = "a"\ndriver = "generic-astm"\ntransport = "tcp-server"\n'
+            + b'listen = ":1"\n')
+    found = problems(text, tmp_path)
+    assert found[0].startswith("database.url: expected an SQLAlchemy URL")
+    assert found[1] == f"mappings.directories[0]: {str(tmp_path / 'nope')!r} is not a directory"
+
+
+def test_bare_record_driver_cannot_use_serial(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver that sends bare records is refused on a serial link."""
+    bare = "bare-records"
+    monkeypatch.setitem(drivers.REGISTRY, bare, dataclasses.replace(
+        drivers.get("generic-astm"), name=bare, framing=drivers.Framing.BARE))
+    (problem,) = problems(analyzer(f'name = "a"\ndriver = "{bare}"\ntransport = "serial"\n'
+                                   'device = "/dev/ttyS0"\n'), tmp_path)
+    assert problem.startswith("analyzers[0].transport: driver ")
+
+
+def test_not_toml_and_unreadable_file(tmp_path: Path) -> None:
+    """Broken TOML and a missing file are configuration errors with the file's name."""
+    assert problems(b"[database\n", tmp_path)[0].startswith("not valid TOML: ")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "absent.toml")
+    assert caught.value.file == str(tmp_path / "absent.toml")
+    assert caught.value.problems == ("cannot read: No such file or directory",)
+
+
+def test_default_path_comes_from_the_environment_then_the_working_directory() -> None:
+    """$LIS_GATEWAY_CONFIG wins; without it the file is ./lis-gateway.toml."""
+    assert default_config_path({"LIS_GATEWAY_CONFIG": "/etc/lis.toml"}) == Path("/etc/lis.toml")
+    assert default_config_path({}) == Path("lis-gateway.toml")
