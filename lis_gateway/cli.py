@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import drivers
 from lis_gateway import __version__
+from lis_gateway.config import SHIPPED_MAPPINGS
 from lis_gateway.normalize import NormalizedResult
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ def _driver(name: str) -> drivers.DriverSpec:
 
 _TOKENS = re.compile(rb"<(?:STX|ETX|ETB|ENQ|EOT|ACK|NAK|CR|LF|SB|EB|VT|FS)>|\[CR\]")
 
-#: The repository's mapping tables (sites put their own directory first with --mapping).
-DEFAULT_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
 
 def _result_json(path: str, number: int, result: NormalizedResult) -> str:
@@ -70,7 +69,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from lis_gateway.mapping import MappingTableError, load_table
 
     spec: drivers.DriverSpec = args.driver
-    directories = [*args.mapping, DEFAULT_MAPPINGS]
+    directories = [*args.mapping, SHIPPED_MAPPINGS]
     try:
         table = load_table(directories, spec.table_name)
     except MappingTableError as exc:
@@ -166,10 +165,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 #: Until the lifecycle is wired every stored result is in this state.
 STORED_STATE = "received"
 
-#: Result ids are walked until this many in a row are missing (see cmd_results).
-_ID_GAP = 256
-
-
 def cmd_results(args: argparse.Namespace) -> int:
     """Print stored results (latest version), optionally of one sample or state."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -183,32 +178,18 @@ def cmd_results(args: argparse.Namespace) -> int:
     engine = make_engine(config.database_url)
     try:
         with engine.begin() as conn:
-            if args.sample is not None:
-                infos = list(repository.results_for_sample(conn, args.sample))
-            else:
-                # The repository has no "list results" yet: walk the ids, tolerating
-                # gaps (PostgreSQL sequences skip the ids of rolled-back inserts).
-                infos, result_id, misses = [], 1, 0
-                while misses < _ID_GAP:
-                    try:
-                        infos.append(repository.get_result(conn, result_id))
-                        misses = 0
-                    except repository.NotFoundError:
-                        misses += 1
-                    result_id += 1
-            rows = [(info, repository.result_versions(conn, info.id)[0].author)
-                    for info in infos]
+            infos = repository.list_results(conn, args.sample)
     except SQLAlchemyError as exc:
         print(f"cannot read results from {_safe_url(config.database_url)}: {exc}",
               file=sys.stderr)
         return 1
     finally:
         engine.dispose()
-    for info, first_author in rows:
+    for info in infos:
         if args.state is not None and args.state != STORED_STATE:
             continue
         c = info.latest.content
-        analyzer = first_author.removeprefix("analyzer:")
+        analyzer = info.analyzer
         if args.json:
             print(json.dumps({
                 "result_id": info.id, "sample_id": info.accession, "analyzer": analyzer,
@@ -414,5 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except BrokenPipeError:  # `lis-gateway results | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return status

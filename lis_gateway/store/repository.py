@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lis_gateway.normalize import NormalizedResult
@@ -137,6 +137,7 @@ class ResultInfo:
     message_id: int
     rerun_of_id: int | None
     latest: ResultVersion
+    analyzer: str = ""  #: the analyzer's configured name
 
 
 def result_fingerprint(analyzer_id: int, result: NormalizedResult, occurrence: int) -> str:
@@ -374,22 +375,38 @@ def result_versions(conn: Connection, result_id: int) -> tuple[ResultVersion, ..
     return tuple(_version(r) for r in rows)
 
 
-def get_result(conn: Connection, result_id: int) -> ResultInfo:
-    """A result with its latest version."""
-    row = conn.execute(select(s.results, s.samples.c.accession).join(s.samples).where(
-        s.results.c.id == result_id)).first()
-    if row is None:
-        raise NotFoundError(f"result {result_id}")
+def _result_query() -> Select[Any]:
+    return select(s.results, s.samples.c.accession, s.analyzers.c.name.label("analyzer_name")
+                  ).join(s.samples, s.results.c.sample_id == s.samples.c.id
+                  ).join(s.analyzers, s.results.c.analyzer_id == s.analyzers.c.id)
+
+
+def _info(conn: Connection, row: Row[Any]) -> ResultInfo:
     return ResultInfo(row.id, row.analyzer_id, row.accession, row.test_code,
                       row.completed_at_raw, row.message_id, row.rerun_of_id,
-                      result_versions(conn, result_id)[-1])
+                      result_versions(conn, row.id)[-1], row.analyzer_name)
+
+
+def get_result(conn: Connection, result_id: int) -> ResultInfo:
+    """A result with its latest version."""
+    row = conn.execute(_result_query().where(s.results.c.id == result_id)).first()
+    if row is None:
+        raise NotFoundError(f"result {result_id}")
+    return _info(conn, row)
+
+
+def list_results(conn: Connection, accession: str | None = None) -> tuple[ResultInfo, ...]:
+    """Every result (of one sample when ``accession`` is given), reruns included, oldest first."""
+    query = _result_query()
+    if accession is not None:
+        query = query.where(s.samples.c.accession == accession)
+    rows = conn.execute(query.order_by(s.results.c.id)).all()
+    return tuple(_info(conn, row) for row in rows)
 
 
 def results_for_sample(conn: Connection, accession: str) -> tuple[ResultInfo, ...]:
     """Every result of a sample (reruns included), oldest first."""
-    ids = conn.execute(select(s.results.c.id).join(s.samples).where(
-        s.samples.c.accession == accession).order_by(s.results.c.id)).scalars().all()
-    return tuple(get_result(conn, i) for i in ids)
+    return list_results(conn, accession)
 
 
 def message_receptions(conn: Connection, message_id: int) -> tuple[tuple[datetime, bool], ...]:

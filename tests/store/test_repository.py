@@ -200,3 +200,14 @@ def test_naive_time_is_refused(engine: Engine) -> None:
     """Times must be timezone-aware (local misuse raises)."""
     with pytest.raises(ValueError), engine.begin() as conn:
         repo.ensure_analyzer(conn, "x", datetime(2026, 1, 1))
+
+
+def test_list_results_all_or_per_sample_with_the_analyzer_name(engine: Engine) -> None:
+    """list_results returns every result oldest first, or one sample's, naming the analyzer."""
+    store(engine, RAW, [result(), result(sample="S2", test="UREA", value="4.1")])
+    with engine.begin() as conn:
+        everything = repo.list_results(conn)
+        only_s2 = repo.list_results(conn, "S2")
+    assert [(i.accession, i.test_code, i.analyzer) for i in everything] == [
+        ("S1", "GLU", "cobas"), ("S2", "UREA", "cobas")]
+    assert [i.test_code for i in only_s2] == ["UREA"]
