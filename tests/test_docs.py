@@ -23,3 +23,17 @@ def test_readme_lists_every_driver() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in drivers.REGISTRY:
         assert f"| `{name}` |" in readme, name
+
+
+def test_readme_configuration_example_loads(tmp_path: Path) -> None:
+    """The TOML example in the README is a valid configuration."""
+    import re
+
+    from lis_gateway.config import load_config
+
+    example = re.search(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert example is not None
+    path = tmp_path / "lis-gateway.toml"
+    path.write_text(example.group(1))
+    config = load_config(path)
+    assert [link.name for link in config.links()] == ["chem1", "heme1"]
