@@ -11,6 +11,14 @@ The accepted shape::
     [wire]                                # optional
     record_dir = "var/wire"               # wire recordings of every connection
 
+    [rules]                               # optional: autoverification
+    file = "rules.toml"                   # without it every result is held
+
+    [lifecycle]                           # optional; the defaults are shown
+    require_approval = true               # a lab doctor approves before release
+    autoverified_skips_technician = false
+    distinct_approver = true              # the approver is not the validator
+
     [[analyzers]]
     name = "chem1"
     driver = "roche-cobas"
@@ -31,12 +39,14 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import drivers
 from drivers import DriverSpec
+from lis_gateway.lifecycle import Policy
+from lis_gateway.rules import RuleSet
 
 if TYPE_CHECKING:
     from lis_gateway.service import LinkSpec
@@ -95,6 +105,9 @@ class GatewayConfig:
         analyzers: the links, in file order.
         mapping_directories: site directories, then :data:`SHIPPED_MAPPINGS`.
         record_dir: where wire recordings go (None: no recordings).
+        rules_file: the autoverification rules file (None: every result is held).
+        rule_set: the rules read from it (checked when the configuration is loaded).
+        policy: the validation steps the lab requires (``[lifecycle]``).
     """
 
     file: Path
@@ -102,6 +115,9 @@ class GatewayConfig:
     analyzers: tuple[AnalyzerConfig, ...]
     mapping_directories: tuple[Path, ...] = (SHIPPED_MAPPINGS,)
     record_dir: Path | None = None
+    rules_file: Path | None = None
+    rule_set: RuleSet | None = None
+    policy: Policy = field(default_factory=Policy)
 
     def links(self) -> list[LinkSpec]:
         """The analyzers as :class:`lis_gateway.service.LinkSpec` objects."""
@@ -206,7 +222,8 @@ class _Checker:
         return path if path.is_absolute() else self.base / path
 
     def config(self, doc: Mapping[str, Any], file: Path) -> GatewayConfig | None:
-        self.unknown("", doc, frozenset({"database", "analyzers", "mappings", "wire"}))
+        self.unknown("", doc, frozenset({"database", "analyzers", "mappings", "wire", "rules",
+                                           "lifecycle"}))
         database = self.table(doc, "database", required=True)
         self.unknown("database", database, frozenset({"url"}))
         url = self.string("database", database, "url", required=True) if database else None
@@ -219,12 +236,47 @@ class _Checker:
         wire = self.table(doc, "wire", required=False)
         self.unknown("wire", wire, frozenset({"record_dir"}))
         record = self.string("wire", wire, "record_dir", required=False)
+        rules_file, rule_set = self.rules(self.table(doc, "rules", required=False))
+        policy = self.policy(self.table(doc, "lifecycle", required=False))
         analyzers = self.analyzers(doc.get("analyzers"))
         if url is None or analyzers is None:
             return None
         return GatewayConfig(file=file, database_url=url, analyzers=analyzers,
                              mapping_directories=(*directories, SHIPPED_MAPPINGS),
-                             record_dir=None if record is None else self.path(record))
+                             record_dir=None if record is None else self.path(record),
+                             rules_file=rules_file, rule_set=rule_set, policy=policy)
+
+    def rules(self, table: Mapping[str, Any]) -> tuple[Path | None, RuleSet | None]:
+        from lis_gateway.rules_file import RulesError, load_rules
+
+        self.unknown("rules", table, frozenset({"file"}))
+        name = self.string("rules", table, "file", required=False)
+        if name is None:
+            return None, None
+        path = self.path(name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problem("rules.file", f"cannot read {str(path)!r}: {exc}")
+            return path, None
+        try:
+            return path, load_rules(text)
+        except RulesError as exc:
+            self.problem("rules.file", f"{path}: {exc}")
+            return path, None
+
+    def policy(self, table: Mapping[str, Any]) -> Policy:
+        keys = ("require_approval", "autoverified_skips_technician", "distinct_approver")
+        self.unknown("lifecycle", table, frozenset(keys))
+        values: dict[str, bool] = {}
+        for key in keys:
+            if key in table:
+                if isinstance(table[key], bool):
+                    values[key] = table[key]
+                else:
+                    self.problem(f"lifecycle.{key}", f"expected true or false, got "
+                                 f"{_kind(table[key])}")
+        return Policy(**values)
 
     def directories(self, value: object) -> list[Path]:
         if value is None:

@@ -19,6 +19,7 @@ No SQL here: the work functions only call :mod:`lis_gateway.store.repository`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, Protocol, TypeVar, cast
@@ -33,6 +34,7 @@ from drivers import DriverSpec
 from drivers.extract import ResultRow, extract_hl7_results, extract_results
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.events import AbortReason
+from lis_gateway.autoverify import Autoverification, judge_result
 from lis_gateway.capture import CaptureReport, normalize_report
 from lis_gateway.hl7.message import Hl7Message
 from lis_gateway.mapping import MappingTable, load_table
@@ -74,11 +76,23 @@ def normalize_rows(rows: Sequence[ResultRow], spec: DriverSpec, table: MappingTa
 
 def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol: str,
                        raw: bytes, received_at: datetime,
-                       results: Sequence[NormalizedResult]) -> repository.StoredMessage:
-    """Make sure the analyzer exists and store one message with its results (one transaction)."""
+                       results: Sequence[NormalizedResult],
+                       autoverification: Autoverification | None = None
+                       ) -> repository.StoredMessage:
+    """Make sure the analyzer exists and store one message with its results (one transaction).
+
+    With ``autoverification``, each new result is judged in the same transaction
+    (rule outcomes and a HOLD or AUTOVERIFY transition); without, it stays RECEIVED.
+    """
     known = repository.ensure_analyzer(conn, analyzer, received_at, family=family)
-    return repository.store_message(conn, analyzer_id=known.id, protocol=protocol, raw=raw,
-                                    received_at=received_at, results=results)
+    stored = repository.store_message(conn, analyzer_id=known.id, protocol=protocol, raw=raw,
+                                      received_at=received_at, results=results)
+    if autoverification is not None:
+        for result_id, index in zip(stored.new_result_ids, stored.new_result_index,
+                                    strict=True):
+            judge_result(conn, result_id, results[index], autoverification, received_at,
+                         source=f"analyzer:{analyzer}")
+    return stored
 
 
 def store_incomplete(conn: Connection, *, analyzer: str, family: str, transport: str,
@@ -103,13 +117,19 @@ class StoreSink:
         pool: runs the store work in a transaction off the reactor thread.
         utcnow: the wall clock for ``received_at``.
         log: a logger; one bound to ``analyzer=name`` when None.
+        autoverification: judge each new result in the storing transaction (its rules
+            and policy; the table and driver are this link's); None leaves results
+            RECEIVED (the lifecycle is not wired).
     """
 
     def __init__(self, name: str, driver: DriverSpec, transport: str,
                  table: MappingTable | None, pool: RunsWork, *,
                  utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 log: FilteringBoundLogger | None = None) -> None:
+                 log: FilteringBoundLogger | None = None,
+                 autoverification: Autoverification | None = None) -> None:
         self.name = name
+        self._autoverification = None if autoverification is None else replace(
+            autoverification, table=table, driver=driver.name)
         self._driver = driver
         self._transport = transport
         self._table = table
@@ -128,7 +148,7 @@ class StoreSink:
         results = normalize_rows(rows, self._driver, self._table)
         d = self._pool.run(store_for_analyzer, analyzer=self.name, family=self._driver.name,
                            protocol=protocol, raw=msg.raw, received_at=self._utcnow(),
-                           results=results)
+                           results=results, autoverification=self._autoverification)
         d.addCallback(self._stored, len(msg.raw))
         return cast("Deferred[object]", d)
 

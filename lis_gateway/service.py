@@ -263,6 +263,7 @@ def run_gateway(config: GatewayConfig, *,
     from sqlalchemy.exc import SQLAlchemyError
     from twisted.internet import reactor as global_reactor
 
+    from lis_gateway.autoverify import Autoverification
     from lis_gateway.ingest import StoreSink, load_tables
     from lis_gateway.mapping import MappingTableError
     from lis_gateway.store.engine import make_engine
@@ -294,9 +295,11 @@ def run_gateway(config: GatewayConfig, *,
     reactor: Any = global_reactor  # PosixReactorBase; typed as IReactorCore only
     pool = DbPool(engine, reactor)
 
+    judging = Autoverification(config.rule_set, config.policy)
+
     def sink_for(link: LinkSpec) -> Sink:
         return StoreSink(link.name, link.driver, link.transport,
-                         tables[link.driver.table_name], pool)
+                         tables[link.driver.table_name], pool, autoverification=judging)
 
     pool.start()
     try:

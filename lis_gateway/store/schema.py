@@ -187,6 +187,8 @@ rule_outcomes = Table(
     Column("outcome", String(20), nullable=False),  #: pass, hold, fail
     Column("detail", Text, nullable=False, default=""),
     _ts("at"),
+    Column("kind", String(30), nullable=False, server_default=""),  #: the rule's kind
+    Column("rule_set_version", String(100), nullable=False, server_default=""),
 )
 
 roles = Table(
@@ -202,6 +204,7 @@ users = Table(
     Column("display_name", String(200), nullable=False, default=""),
     Column("active", Boolean, nullable=False, default=True),
     _ts("created_at"),
+    Column("password_hash", String(255), nullable=True),  #: argon2id; None: cannot log in
 )
 
 user_roles = Table(
@@ -219,6 +222,15 @@ validation_events = Table(
     Column("user_id", ForeignKey("users.id"), nullable=True),
     Column("comment", Text, nullable=False, default=""),
     _ts("at"),
+    # The lifecycle transition (lis_gateway.lifecycle.Transition); "" on rows written
+    # before revision 0002 (they are not part of a replayable history).
+    Column("from_state", String(20), nullable=False, server_default=""),
+    Column("to_state", String(20), nullable=False, server_default=""),
+    Column("actor_kind", String(10), nullable=False, server_default=""),  #: user, rule, system
+    Column("actor", String(100), nullable=False, server_default=""),  #: username or rule id
+    Column("actor_roles", String(200), nullable=False, server_default=""),  #: comma-separated
+    Column("rule_set_version", String(100), nullable=False, server_default=""),
+    Column("reasons", Text, nullable=False, server_default="[]"),  #: JSON list (holds)
 )
 
 audit_log = Table(

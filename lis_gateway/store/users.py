@@ -1,4 +1,8 @@
-"""Users and roles (the accounts of technicians, doctors and admins)."""
+"""Users and roles (the accounts of technicians, doctors and admins).
+
+Passwords are kept only as argon2id hashes (:func:`password_hash`); the audit
+log records that a password was set, never the hash.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from . import schema as s
 from ._common import NotFoundError, primary_key, require_aware
@@ -22,6 +26,35 @@ class User:
     display_name: str
     active: bool
     roles: tuple[str, ...]
+    has_password: bool = False
+
+
+def password_hash(password: str) -> str:
+    """The argon2id hash of a password (argon2-cffi's default parameters).
+
+    Raises:
+        ValueError: an empty password.
+    """
+    from argon2 import PasswordHasher
+
+    if not password:
+        raise ValueError("a password must not be empty")
+    return PasswordHasher().hash(password)
+
+
+def check_password(conn: Connection, username: str, password: str) -> bool:
+    """Whether ``password`` is the active user's password."""
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    row = conn.execute(select(s.users.c.password_hash, s.users.c.active).where(
+        s.users.c.username == username)).first()
+    if row is None or not row.active or not row.password_hash:
+        return False
+    try:
+        return PasswordHasher().verify(row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def ensure_role(conn: Connection, name: str) -> int:
@@ -33,16 +66,47 @@ def ensure_role(conn: Connection, name: str) -> int:
 
 
 def create_user(conn: Connection, username: str, now: datetime, *, display_name: str = "",
-                roles: Sequence[str] = (), actor: str = "system", source: str = "") -> User:
-    """Create a user with roles (audited)."""
+                roles: Sequence[str] = (), actor: str = "system", source: str = "",
+                hashed_password: str | None = None) -> User:
+    """Create a user with roles and optionally a password hash (audited)."""
     when = require_aware(now, "now")
     user_id = int(primary_key(conn.execute(insert(s.users).values(
-        username=username, display_name=display_name, active=True, created_at=when)
-    ))[0])
+        username=username, display_name=display_name, active=True, created_at=when,
+        password_hash=hashed_password)))[0])
     for role in roles:
         conn.execute(insert(s.user_roles).values(user_id=user_id, role_id=ensure_role(conn, role)))
     append_audit(conn, actor=actor, action="user.create", target=f"user:{username}",
-                 detail={"roles": sorted(roles)}, source=source, at=when)
+                 detail={"roles": sorted(roles), "password": hashed_password is not None},
+                 source=source, at=when)
+    return get_user(conn, username)
+
+
+def set_password(conn: Connection, username: str, hashed_password: str, now: datetime, *,
+                 actor: str = "system", source: str = "") -> User:
+    """Replace a user's password hash (audited, without the hash).
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    user = get_user(conn, username)
+    conn.execute(update(s.users).where(s.users.c.id == user.id).values(
+        password_hash=hashed_password))
+    append_audit(conn, actor=actor, action="user.passwd", target=f"user:{username}",
+                 detail={}, source=source, at=require_aware(now, "now"))
+    return get_user(conn, username)
+
+
+def disable_user(conn: Connection, username: str, now: datetime, *, actor: str = "system",
+                 source: str = "") -> User:
+    """Mark a user inactive: kept for the history, refused for new actions (audited).
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    user = get_user(conn, username)
+    conn.execute(update(s.users).where(s.users.c.id == user.id).values(active=False))
+    append_audit(conn, actor=actor, action="user.disable", target=f"user:{username}",
+                 detail={}, source=source, at=require_aware(now, "now"))
     return get_user(conn, username)
 
 
@@ -53,4 +117,5 @@ def get_user(conn: Connection, username: str) -> User:
         raise NotFoundError(f"user {username!r}")
     names = conn.execute(select(s.roles.c.name).join(s.user_roles).where(
         s.user_roles.c.user_id == row.id).order_by(s.roles.c.name)).scalars().all()
-    return User(row.id, row.username, row.display_name, bool(row.active), tuple(names))
+    return User(row.id, row.username, row.display_name, bool(row.active), tuple(names),
+                bool(row.password_hash))

@@ -260,7 +260,9 @@ listen = "127.0.0.1:0"
     results = [json.loads(line) for line in out.splitlines()]
     by_sample: dict[str, list[str]] = {}
     for r in results:
-        assert (r["analyzer"], r["state"]) == ("chem1", "received")
+        # no rules file is configured: every stored result is held for a person
+        assert (r["analyzer"], r["state"]) == ("chem1", "held")
+        assert "no rule set configured" in " ".join(r["reasons"])
         by_sample.setdefault(r["sample_id"], []).append(r["test"])
     expected = {_sample(i): _tests(i) for i in range(MESSAGES)}
     assert by_sample == expected, f"seed {seed}: stored results differ from those sent"
