@@ -9,21 +9,30 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import drivers
 from lis_gateway import __version__
+from lis_gateway.cli_store import (
+    cmd_audit_verify,
+    cmd_migrate,
+    cmd_reprocess,
+    cmd_results,
+    cmd_rules_test,
+    cmd_run,
+    cmd_user,
+    cmd_validate,
+    config_option,
+    database_option,
+    parse_roles,
+)
 from lis_gateway.config import SHIPPED_MAPPINGS
 from lis_gateway.normalize import NormalizedResult
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-    from twisted.application.service import MultiService
-    from twisted.internet.defer import Deferred
 
-    from lis_gateway.config import GatewayConfig
+    pass
 
 
 def _encoding(name: str) -> str:
@@ -136,365 +145,6 @@ def cmd_hl7_sim(args: argparse.Namespace) -> int:
     return hl7_sim.run(args, sys.stdout)
 
 
-def _load_config(args: argparse.Namespace) -> GatewayConfig | None:
-    """The configuration named by ``--config``, or None after printing its problems."""
-    from lis_gateway.config import ConfigError, load_config
-
-    try:
-        return load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.file}: {problem}", file=sys.stderr)
-        return None
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    """Run every configured analyzer link and store everything received."""
-    from lis_gateway import receive, service
-
-    config = _load_config(args)
-    if config is None:
-        return 2
-    _logging(args)
-    links = config.links()
-
-    def on_running(root: MultiService, _reactor: object) -> Deferred[object] | None:
-        return receive.announce(root, links, sys.stderr)
-
-    return service.run_gateway(config, on_running=on_running)
-
-
-def cmd_results(args: argparse.Namespace) -> int:
-    """Print stored results (latest version) with their state, optionally of one sample or state."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from lis_gateway.store import repository
-    from lis_gateway.store.engine import make_engine
-
-    config = _load_config(args)
-    if config is None:
-        return 2
-    engine = make_engine(config.database_url)
-    try:
-        with engine.begin() as conn:
-            infos = repository.list_results(conn, args.sample)
-            statuses = {info.id: repository.result_status(conn, info.id) for info in infos}
-    except SQLAlchemyError as exc:
-        print(f"cannot read results from {_safe_url(config.database_url)}: {exc}",
-              file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    for info in infos:
-        status = statuses[info.id]
-        state = status.state.value
-        if args.state is not None and args.state != state:
-            continue
-        c = info.latest.content
-        analyzer = info.analyzer
-        if args.json:
-            print(json.dumps({
-                "result_id": info.id, "sample_id": info.accession, "analyzer": analyzer,
-                "test": info.test_code, "code": c.code, "value": c.value_raw,
-                "unit": c.unit_raw, "number": None if c.number is None else str(c.number),
-                "unit_ucum": c.unit_ucum, "loinc": c.loinc, "flags": list(c.flags),
-                "instrument_flags": list(c.instrument_flags),
-                "reference_range": c.reference_range, "status": c.status,
-                "critical": c.critical, "state": state, "reasons": list(status.reasons),
-                "version": info.latest.version, "completed_at": info.completed_at_raw,
-                "result_time": None if c.result_time is None else c.result_time.isoformat(),
-                "message_id": info.message_id, "rerun_of": info.rerun_of_id,
-                "mapping_version": c.mapping_version[:12],
-            }, ensure_ascii=False))
-        else:
-            reasons = f"  ({'; '.join(status.reasons)})" if status.reasons else ""
-            print(f"{info.accession}\t{analyzer}\t{info.test_code}\t{c.code or '-'}\t"
-                  f"{c.value_raw} {c.unit_raw}\t{state}{reasons}")
-    return 0
-
-
-def _source() -> str:
-    """Where a command-line change comes from, for the audit log."""
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _now() -> datetime:
-    from datetime import UTC
-
-    return datetime.now(UTC)
-
-
-def _store(config: GatewayConfig) -> Engine:
-    """An engine on the configured database, migrated to the newest schema."""
-    from lis_gateway.store.engine import make_engine
-    from lis_gateway.store.migrations import migrate
-
-    engine = make_engine(config.database_url)
-    migrate(config.database_url, engine=engine)
-    return engine
-
-
-def _read_password() -> str | None:
-    """One line of standard input without its line ending; None (after a message) if empty."""
-    password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        print("no password on standard input", file=sys.stderr)
-        return None
-    return password
-
-
-def _roles(text: str) -> list[str]:
-    from lis_gateway.lifecycle import Role
-
-    names = sorted({r.strip() for r in text.split(",") if r.strip()})
-    known = {r.value for r in Role}
-    for name in names:
-        if name not in known:
-            raise argparse.ArgumentTypeError(
-                f"unknown role {name!r}; known: {', '.join(sorted(known))}")
-    return names
-
-
-def cmd_user(args: argparse.Namespace) -> int:
-    """Add a user, set a password, or disable a user (each audited)."""
-    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-
-    from lis_gateway.store import repository
-
-    config = _load_config(args)
-    if config is None:
-        return 2
-    hashed = None
-    if args.user_command == "passwd" or getattr(args, "password_stdin", False):
-        password = _read_password()
-        if password is None:
-            return 2
-        hashed = repository.password_hash(password)
-    try:
-        engine = _store(config)
-    except SQLAlchemyError as exc:
-        print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
-        return 1
-    source, now = _source(), _now()
-    try:
-        with engine.begin() as conn:
-            if args.user_command == "add":
-                user = repository.create_user(conn, args.name, now, roles=args.roles,
-                                              display_name=args.display_name,
-                                              actor=source, source=source,
-                                              hashed_password=hashed)
-                print(f"user {user.username} added with roles {', '.join(user.roles) or '-'}")
-            elif args.user_command == "passwd":
-                assert hashed is not None
-                repository.set_password(conn, args.name, hashed, now, actor=source,
-                                        source=source)
-                print(f"password of {args.name} changed")
-            else:
-                repository.disable_user(conn, args.name, now, actor=source, source=source)
-                print(f"user {args.name} disabled")
-    except IntegrityError:
-        print(f"user {args.name!r} already exists", file=sys.stderr)
-        return 1
-    except repository.NotFoundError as exc:
-        print(f"not found: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    return 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate (and approve) a sample's results as a user; one line per result."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from lis_gateway.store import repository
-    from lis_gateway.validation import UserRefusedError, validate_sample
-
-    config = _load_config(args)
-    if config is None:
-        return 2
-    try:
-        engine = _store(config)
-    except SQLAlchemyError as exc:
-        print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        with engine.begin() as conn:
-            outcomes = validate_sample(conn, args.sample, args.user, config.policy,
-                                       approve=args.approve, at=_now(), source=_source())
-    except (UserRefusedError, repository.NotFoundError) as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    for o in outcomes:
-        if args.json:
-            print(json.dumps({"result_id": o.result_id, "test": o.test,
-                              "before": o.before.value, "after": o.after.value,
-                              "done": [a.value for a in o.done], "refused": o.refused},
-                             ensure_ascii=False))
-        else:
-            done = ", ".join(a.value for a in o.done) or "-"
-            refused = f"  REFUSED: {o.refused}" if o.refused else ""
-            print(f"{args.sample}\t{o.test}\t{o.before.value} -> {o.after.value}\t"
-                  f"{done}{refused}")
-    return 1 if outcomes and all(o.refused and not o.done for o in outcomes) else 0
-
-
-def cmd_reprocess(args: argparse.Namespace) -> int:
-    """Re-map held results with the current tables and re-evaluate the rules."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from lis_gateway.ingest import load_tables
-    from lis_gateway.mapping import MappingTableError
-    from lis_gateway.reprocess import reprocess_held
-
-    config = _load_config(args)
-    if config is None:
-        return 2
-    specs = {a.name: a.driver for a in config.analyzers}
-    try:
-        tables = load_tables(specs.values(), config.mapping_directories)
-    except MappingTableError as exc:
-        for table_problem in exc.problems:
-            print(f"mapping table error: {table_problem}", file=sys.stderr)
-        return 2
-    try:
-        engine = _store(config)
-    except SQLAlchemyError as exc:
-        print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        with engine.begin() as conn:
-            done = reprocess_held(conn, specs, tables, config.rule_set, config.policy, _now(),
-                                  source=_source())
-    finally:
-        engine.dispose()
-    for item in done:
-        print(json.dumps({"result_id": item.result_id, "test": item.test,
-                          "new_version": item.new_version, "state": item.state.value,
-                          "note": item.note}, ensure_ascii=False))
-    print(f"{len(done)} held result(s) reprocessed, "
-          f"{sum(1 for d in done if d.new_version is not None)} new version(s)",
-          file=sys.stderr)
-    return 0
-
-
-def cmd_rules_test(args: argparse.Namespace) -> int:
-    """Replay captures through a rule set; one JSON line per result with the decision."""
-    from lis_gateway.autoverify import decide, decision_transition
-    from lis_gateway.capture import decode_capture, normalize_report
-    from lis_gateway.config import ConfigError, load_config
-    from lis_gateway.lifecycle import Policy
-    from lis_gateway.mapping import MappingTableError, load_table
-    from lis_gateway.rules import Previous
-    from lis_gateway.rules_file import RulesError, load_rules
-
-    try:
-        rules = load_rules(Path(args.rules_file).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"{args.rules_file}: cannot read: {exc}", file=sys.stderr)
-        return 2
-    except RulesError as exc:
-        print(f"{args.rules_file}: {exc}", file=sys.stderr)
-        return 2
-    directories: list[Path] = [SHIPPED_MAPPINGS]
-    policy = Policy()
-    if args.config is not None:
-        try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                print(f"{exc.file}: {problem}", file=sys.stderr)
-            return 2
-        directories, policy = list(config.mapping_directories), config.policy
-    spec: drivers.DriverSpec = args.driver
-    try:
-        table = load_table(directories, spec.table_name)
-    except MappingTableError as exc:
-        for table_problem in exc.problems:
-            print(f"mapping table error: {table_problem}", file=sys.stderr)
-        return 2
-    previous: dict[tuple[str, str], Previous] = {}  # earlier results in these captures
-    decided_any = False
-    for path in args.captures:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
-            continue
-        report = decode_capture(data, spec)
-        for problem in report.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        for number, result in normalize_report(report, spec, table):
-            key = (result.row.sample_id, result.code or result.row.test)
-            decision = decide(rules, result, driver=spec.name, table=table,
-                              previous=previous.get(key), received_at=None)
-            transition, reasons = decision_transition(decision, result, policy)
-            if result.number is not None and result.result_time is not None:
-                previous[key] = Previous(result.number, result.result_time)
-            decided_any = True
-            print(json.dumps({
-                "file": path, "message": number, "sample_id": result.row.sample_id,
-                "test": result.row.test, "code": result.code, "value": result.row.value,
-                "unit": result.row.unit, "rule_set_version": rules.version,
-                "shadow": rules.shadow, "would_autoverify": decision.autoverify,
-                "state": transition.to_state.value, "decided_by": decision.decided_by,
-                "reasons": list(reasons) if transition.to_state.value == "held" else [],
-                "outcomes": [{"rule": o.rule_id, "kind": o.kind, "outcome": o.verdict.value,
-                              "detail": o.detail} for o in decision.outcomes],
-            }, ensure_ascii=False))
-    return 0 if decided_any else 1
-
-
-def _config_option(p: argparse.ArgumentParser) -> None:
-    from lis_gateway.config import CONFIG_ENV, DEFAULT_CONFIG_FILE, default_config_path
-
-    p.add_argument("--config", type=Path, default=default_config_path(), metavar="FILE",
-                   help=f"the TOML configuration (default: ${CONFIG_ENV}, else "
-                        f"./{DEFAULT_CONFIG_FILE})")
-
-
-def cmd_migrate(args: argparse.Namespace) -> int:
-    """Create or upgrade the database schema."""
-    from lis_gateway.store.maintenance import migrate_database
-
-    migrate_database(args.database)
-    print(f"database at {_safe_url(args.database)} is at the newest schema")
-    return 0
-
-
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    """Verify the hash chain of the audit log."""
-    from lis_gateway.store.maintenance import verify_audit_log
-
-    broken = verify_audit_log(args.database)
-    if broken:
-        print(f"audit log BROKEN at row(s): {', '.join(map(str, broken))}", file=sys.stderr)
-        return 1
-    print("audit log intact")
-    return 0
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def _database_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database", metavar="URL",
-                   default=os.environ.get("LIS_GATEWAY_DATABASE", "sqlite:///var/lis.db"),
-                   help="SQLAlchemy URL (default: $LIS_GATEWAY_DATABASE, else "
-                        "sqlite:///var/lis.db)")
-
-
 def cmd_drivers(args: argparse.Namespace) -> int:
     """List the analyzer drivers with their defaults."""
     for name, spec in sorted(drivers.REGISTRY.items()):
@@ -598,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "database, then run every configured analyzer link; each "
                            "message is acknowledged only after it is committed. Stops on "
                            "Ctrl-C or SIGTERM."))
-    _config_option(p)
+    config_option(p)
     p.set_defaults(func=cmd_run)
 
     from lis_gateway.lifecycle import ResultState
@@ -609,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "line, or one JSON object per line with --json, with its "
                            "lifecycle state and, when held, rejected or sent for a rerun, "
                            "the reasons."))
-    _config_option(p)
+    config_option(p)
     p.add_argument("--sample", metavar="ID", default=None, help="only this sample (accession)")
     p.add_argument("--state", metavar="S", default=None,
                    choices=[state.value for state in ResultState],
@@ -624,20 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
                                         "password is read from the first line of standard "
                                         "input and kept as an argon2id hash.")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--roles", type=_roles, default=[], metavar="R1,R2",
+    p.add_argument("--roles", type=parse_roles, default=[], metavar="R1,R2",
                    help="comma-separated: technician, doctor, admin")
     p.add_argument("--display-name", default="", metavar="TEXT")
     p.add_argument("--password-stdin", action="store_true",
                    help="read the password from standard input")
-    _config_option(p)
+    config_option(p)
     p.set_defaults(func=cmd_user)
     p = user_sub.add_parser("passwd", help="set a user's password (read from standard input)")
     p.add_argument("name", metavar="NAME")
-    _config_option(p)
+    config_option(p)
     p.set_defaults(func=cmd_user)
     p = user_sub.add_parser("disable", help="disable a user (kept for the history)")
     p.add_argument("name", metavar="NAME")
-    _config_option(p)
+    config_option(p)
     p.set_defaults(func=cmd_user)
 
     p = sub.add_parser("validate", help="validate (and approve) a sample's results",
@@ -651,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, metavar="NAME")
     p.add_argument("--approve", action="store_true", help="also approve (doctor role)")
     p.add_argument("--json", action="store_true", help="one JSON object per result")
-    _config_option(p)
+    config_option(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("reprocess", help="re-map held results and re-evaluate the rules",
@@ -662,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "judged by the current rules, else the current rules' outcomes "
                            "are recorded (a held result stays held until a person "
                            "validates it). Everything is audited; one JSON line per result."))
-    _config_option(p)
+    config_option(p)
     p.set_defaults(func=cmd_reprocess)
 
     p = sub.add_parser("rules", help="autoverification rule tools")
@@ -685,13 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rules_test)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
-    _database_option(p)
+    database_option(p)
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("audit", help="audit log tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     p = audit_sub.add_parser("verify", help="check the audit log's hash chain (exit 1 if broken)")
-    _database_option(p)
+    database_option(p)
     p.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("drivers", help="list the analyzer drivers with their defaults")
