@@ -10,7 +10,7 @@ SQL here: it calls :mod:`lis_gateway.store.repository`.
 * A critical value is always held, whatever the rule set says (the rule set
   must contain the ``critical`` rule; this is a second guard).
 * The delta check gets the previous result of the same test of the same
-  patient (or sample) from the store (:func:`repository.previous_for_delta`).
+  patient (or sample) from the store (:func:`judgements.previous_for_delta`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from lis_gateway.lifecycle import Action, Actor, Policy, ResultState, Transition
 from lis_gateway.mapping import MappingTable
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import Decision, Previous, RuleSet, evaluate, facts_from_result
-from lis_gateway.store import repository
+from lis_gateway.store import judgements, repository
 
 #: The hold reason when no rule set is configured.
 NO_RULES_REASON = "no rule set configured"
@@ -97,12 +97,12 @@ def judge_result(conn: Connection, result_id: int, result: NormalizedResult,
     version_id = repository.get_result(conn, result_id).latest.id
     decision = None
     if av.rules is not None:
-        previous = repository.previous_for_delta(conn, result_id)
+        previous = judgements.previous_for_delta(conn, result_id)
         decision = decide(av.rules, result, driver=av.driver, table=av.table,
                           previous=previous, received_at=at)
-        repository.record_rule_outcomes(conn, version_id, decision.outcomes,
+        judgements.record_rule_outcomes(conn, version_id, decision.outcomes,
                                         decision.rule_set_version, at)
     transition, reasons = decision_transition(decision, result, av.policy)
-    repository.record_transition(conn, version_id, transition, at, reasons=reasons,
+    judgements.record_transition(conn, version_id, transition, at, reasons=reasons,
                                  source=source)
     return transition

@@ -59,7 +59,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     """Print stored results (latest version) with their state, optionally of one sample or state."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from lis_gateway.store import repository
+    from lis_gateway.store import judgements, repository
     from lis_gateway.store.engine import make_engine
 
     config = _load_config(args)
@@ -69,7 +69,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     try:
         with engine.begin() as conn:
             infos = repository.list_results(conn, args.sample)
-            statuses = {info.id: repository.result_status(conn, info.id) for info in infos}
+            statuses = {info.id: judgements.result_status(conn, info.id) for info in infos}
     except SQLAlchemyError as exc:
         print(f"cannot read results from {_safe_url(config.database_url)}: {exc}",
               file=sys.stderr)

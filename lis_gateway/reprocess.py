@@ -28,7 +28,7 @@ from lis_gateway.lifecycle import Action, Policy, ResultState
 from lis_gateway.mapping import MappingTable
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import RuleSet
-from lis_gateway.store import repository
+from lis_gateway.store import judgements, repository
 
 #: The reason of a version created by reprocessing.
 REPROCESS_REASON = "reprocessed after mapping/rule change"
@@ -85,7 +85,7 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
         One entry per held result, oldest first.
     """
     out: list[Reprocessed] = []
-    for info in repository.held_results(conn):
+    for info in judgements.held_results(conn):
         spec = specs.get(info.analyzer)
         latest = info.latest
         if spec is None:
@@ -97,7 +97,7 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
                                    f"version {latest.version} was written by {latest.author}"))
             continue
         table = tables.get(spec.table_name)
-        analyzer_id, fingerprint, raw = repository.result_origin(conn, info.id)
+        analyzer_id, fingerprint, raw = judgements.result_origin(conn, info.id)
         result = _find(raw, spec, table, analyzer_id, fingerprint)
         if result is None:
             out.append(Reprocessed(info.id, info.test_code, None, ResultState.HELD,
@@ -116,9 +116,9 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
         note = "mapping unchanged; no rule set configured"
         if rules is not None:
             decision = decide(rules, result, driver=spec.name, table=table,
-                              previous=repository.previous_for_delta(conn, info.id),
+                              previous=judgements.previous_for_delta(conn, info.id),
                               received_at=at)
-            repository.record_rule_outcomes(conn, latest.id, decision.outcomes,
+            judgements.record_rule_outcomes(conn, latest.id, decision.outcomes,
                                             decision.rule_set_version, at)
             note = ("mapping unchanged; the rules now pass, a person must validate"
                     if decision.action is Action.AUTOVERIFY

@@ -29,7 +29,7 @@ from lis_gateway.lifecycle import (
     apply,
     may_send_final,
 )
-from lis_gateway.store import repository
+from lis_gateway.store import judgements, repository
 
 S = ResultState
 #: States in which the technician's step is already done.
@@ -89,14 +89,14 @@ def validate_result(conn: Connection, result_id: int, actor: Actor, policy: Poli
                     approve: bool, at: datetime, source: str = "") -> Outcome:
     """Validate (and approve, and release when allowed) one result; see the module docstring."""
     info = repository.get_result(conn, result_id)
-    status = repository.result_status(conn, result_id)
-    history = list(repository.version_history(conn, status.version_id))
+    status = judgements.result_status(conn, result_id)
+    history = list(judgements.version_history(conn, status.version_id))
     state, done = status.state, []
 
     def step(action: Action) -> None:
         nonlocal state
         transition = apply(state, action, actor, policy)
-        repository.record_transition(conn, status.version_id, transition, at, source=source)
+        judgements.record_transition(conn, status.version_id, transition, at, source=source)
         history.append(transition)
         done.append(action)
         state = transition.to_state

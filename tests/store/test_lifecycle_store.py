@@ -14,6 +14,7 @@ from lis_gateway.lifecycle import Action, Policy, ResultState, may_send_final
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import SHADOW_REASON
 from lis_gateway.rules_file import load_rules
+from lis_gateway.store import judgements
 from lis_gateway.store import repository as repo
 from lis_gateway.store.users import check_password
 from lis_gateway.validation import UserRefusedError, validate_sample
@@ -54,10 +55,10 @@ def ingest(engine: Engine, results: list[NormalizedResult], rules: str | None = 
     return list(stored.result_ids)
 
 
-def status(engine: Engine, result_id: int) -> repo.ResultStatus:
+def status(engine: Engine, result_id: int) -> judgements.ResultStatus:
     """The derived state of a result."""
     with engine.begin() as conn:
-        return repo.result_status(conn, result_id)
+        return judgements.result_status(conn, result_id)
 
 
 def users(engine: Engine) -> None:
@@ -85,8 +86,8 @@ def test_without_rules_every_result_is_held(engine: Engine) -> None:
     got = status(engine, rid)
     assert (got.state, got.reasons) == (S.HELD, (NO_RULES_REASON,))
     with engine.begin() as conn:
-        assert repo.rule_outcomes(conn, got.version_id) == ()
-        history = repo.version_history(conn, got.version_id)
+        assert judgements.rule_outcomes(conn, got.version_id) == ()
+        history = judgements.version_history(conn, got.version_id)
         actions = [e.action for e in repo.audit_entries(conn)]
     assert [(t.from_state, t.to_state, t.actor.id) for t in history] == [
         (S.RECEIVED, S.HELD, "no-rule-set")]
@@ -99,8 +100,8 @@ def test_passing_result_is_autoverified_with_every_outcome_recorded(engine: Engi
     got = status(engine, rid)
     assert (got.state, got.reasons) == (S.AUTOVERIFIED, ())
     with engine.begin() as conn:
-        outcomes = repo.rule_outcomes(conn, got.version_id)
-        [step] = repo.version_history(conn, got.version_id)
+        outcomes = judgements.rule_outcomes(conn, got.version_id)
+        [step] = judgements.version_history(conn, got.version_id)
     assert [(o[0], o[1], o[3]) for o in outcomes] == [
         ("always", "pass", "2026-11-a"), ("crit", "pass", "2026-11-a"),
         ("glu-limits", "pass", "2026-11-a"), ("glu-delta", "not-applicable", "2026-11-a")]
@@ -148,7 +149,7 @@ def test_previous_result_of_the_same_patient_in_another_sample(engine: Engine) -
             conn, analyzer_id=analyzer.id, protocol="astm", raw=b"other", received_at=T0,
             results=[result(sample="S2", value="6.0")],
             patients={"S2": repo.PatientIds(hospital_id="H42")})
-        previous = repo.previous_for_delta(conn, stored.result_ids[0])
+        previous = judgements.previous_for_delta(conn, stored.result_ids[0])
     assert previous is not None and str(previous.number) == "5.0"
 
 
@@ -162,7 +163,7 @@ def test_technician_validates_doctor_approves_and_it_is_released(engine: Engine)
         (S.RELEASED, (Action.APPROVE, Action.RELEASE), "")]
     got = status(engine, rid)
     with engine.begin() as conn:
-        history = repo.version_history(conn, got.version_id)
+        history = judgements.version_history(conn, got.version_id)
     assert got.state is S.RELEASED and may_send_final(history, Policy())
 
 

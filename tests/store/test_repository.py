@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from lis_gateway.normalize import NormalizedResult, RowView
+from lis_gateway.store import judgements
 from lis_gateway.store import repository as repo
 from lis_gateway.store import schema as s
 from lis_gateway.values import parse_value
@@ -120,7 +121,7 @@ def test_correction_is_a_linked_version(engine: Engine) -> None:
     with engine.begin() as conn:
         v1 = repo.get_result(conn, stored.result_ids[0]).latest
         user = repo.create_user(conn, "lan", T0, roles=["technician"])
-        repo.add_validation_event(conn, v1.id, "released", user.id, T0)
+        judgements.add_validation_event(conn, v1.id, "released", user.id, T0)
         fixed = dataclasses.replace(v1.content, value_raw="5.5", number=Decimal("5.5"))
         v2 = repo.correct_result(conn, v1.id, fixed, reason="transcription", author="lan",
                                  at=T0 + timedelta(hours=1), source="10.0.0.7")

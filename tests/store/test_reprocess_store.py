@@ -13,6 +13,7 @@ from lis_gateway.lifecycle import Policy, ResultState
 from lis_gateway.mapping import load_table
 from lis_gateway.reprocess import REPROCESS_REASON, reprocess_held
 from lis_gateway.rules_file import load_rules
+from lis_gateway.store import judgements
 from lis_gateway.store import repository as repo
 from lis_gateway.store.pool import NonThreadPool
 
@@ -48,8 +49,8 @@ def test_sink_judges_in_the_storing_transaction(engine: Engine) -> None:
     """An unmapped result received by StoreSink is HELD by the always-hold rule at once."""
     rid = receive_unmapped(engine)
     with engine.begin() as conn:
-        status = repo.result_status(conn, rid)
-        outcomes = repo.rule_outcomes(conn, status.version_id)
+        status = judgements.result_status(conn, rid)
+        outcomes = judgements.rule_outcomes(conn, status.version_id)
     assert status.state is ResultState.HELD
     assert status.reasons[0].startswith("always: not-mapped")
     assert [o[1] for o in outcomes] == ["hold", "pass", "pass"]
@@ -66,7 +67,7 @@ def test_reprocess_creates_a_new_version_when_the_mapping_changes(engine: Engine
     assert (done.result_id, done.new_version, done.state) == (rid, 2, ResultState.AUTOVERIFIED)
     with engine.begin() as conn:
         v1, v2 = repo.result_versions(conn, rid)
-        status = repo.result_status(conn, rid)
+        status = judgements.result_status(conn, rid)
         actions = [e.action for e in repo.audit_entries(conn)]
     assert (v2.reason, v2.supersedes_id, v2.content.code) == (REPROCESS_REASON, v1.id, "ALT")
     assert v1.content.code == ""
@@ -81,7 +82,7 @@ def test_reprocess_with_an_unchanged_mapping_only_records_outcomes(engine: Engin
         [done] = reprocess_held(conn, {"chem1": SPEC}, {SPEC.table_name: None}, RULES,
                                 Policy(), T0, source="test")
         versions = repo.result_versions(conn, rid)
-        outcomes = repo.rule_outcomes(conn, versions[0].id)
+        outcomes = judgements.rule_outcomes(conn, versions[0].id)
         actions = [e.action for e in repo.audit_entries(conn)]
     assert (done.new_version, done.state) == (None, ResultState.HELD)
     assert done.note.startswith("mapping unchanged; still held")

@@ -1,0 +1,229 @@
+"""What the store keeps about decisions on results: rule outcomes and lifecycle transitions.
+
+A result's state is never a column: it is derived from the transitions of
+its latest version (:func:`result_status`), so the history is the truth and
+cannot disagree with it. Every function takes a ``Connection`` and returns
+frozen dataclasses, like :mod:`.repository`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, or_, select
+
+from lis_gateway.lifecycle import Action, Actor, ActorKind, ResultState, Role, Transition
+from lis_gateway.rules import Previous, RuleOutcome
+
+from . import schema as s
+from ._common import NotFoundError, canonical_json, primary_key, require_aware
+from .audit import append_audit
+from .repository import ResultInfo, get_result, list_results
+
+
+def add_rule_outcome(conn: Connection, version_id: int, rule: str, outcome: str,
+                     at: datetime, detail: str = "") -> int:
+    """Record one rule's outcome on a result version."""
+    return int(primary_key(conn.execute(insert(s.rule_outcomes).values(
+        result_version_id=version_id, rule=rule, outcome=outcome, detail=detail,
+        at=require_aware(at, "at"))))[0])
+
+
+def add_validation_event(conn: Connection, version_id: int, action: str, user_id: int | None,
+                         at: datetime, comment: str = "", source: str = "") -> int:
+    """Record a validation step (validated, rejected, rerun, released) and audit it."""
+    when = require_aware(at, "at")
+    pk = primary_key(conn.execute(insert(s.validation_events).values(
+        result_version_id=version_id, action=action, user_id=user_id, comment=comment,
+        at=when)))
+    actor = "system" if user_id is None else conn.execute(select(s.users.c.username).where(
+        s.users.c.id == user_id)).scalar_one()
+    append_audit(conn, actor=actor, action=f"validation.{action}",
+                 target=f"result_version:{version_id}", detail={"comment": comment},
+                 source=source, at=when)
+    return int(pk[0])
+
+
+# --------------------------------------------------------------------- lifecycle
+
+
+@dataclass(frozen=True, slots=True)
+class ResultStatus:
+    """A result's current lifecycle state, derived from its latest version's events.
+
+    Attributes:
+        state: the ``to_state`` of the latest transition (RECEIVED when there is none).
+        reasons: why it is held, rejected or sent for a rerun (empty otherwise).
+        version_id: the latest version, the one the state belongs to.
+    """
+
+    state: ResultState
+    reasons: tuple[str, ...]
+    version_id: int
+
+
+#: States whose reasons :func:`result_status` reports.
+_REASON_STATES = frozenset({ResultState.HELD, ResultState.REJECTED,
+                            ResultState.RERUN_REQUESTED})
+
+
+def _actor_name(actor: Actor) -> str:
+    if actor.kind is ActorKind.RULE:
+        return f"rule:{actor.id}@{actor.rule_set_version}"
+    if actor.kind is ActorKind.SYSTEM:
+        return f"system:{actor.id}"
+    return actor.id
+
+
+def record_rule_outcomes(conn: Connection, version_id: int, outcomes: Sequence[RuleOutcome],
+                         rule_set_version: str, at: datetime) -> None:
+    """Record every rule's outcome on a result version (one row per rule, in rule order)."""
+    when = require_aware(at, "at")
+    if outcomes:
+        conn.execute(insert(s.rule_outcomes), [
+            {"result_version_id": version_id, "rule": o.rule_id, "kind": o.kind,
+             "outcome": o.verdict.value, "detail": o.detail,
+             "rule_set_version": rule_set_version, "at": when} for o in outcomes])
+
+
+def rule_outcomes(conn: Connection, version_id: int) -> tuple[tuple[str, str, str, str], ...]:
+    """The recorded rule outcomes of a version: (rule, outcome, detail, rule-set version)."""
+    rows = conn.execute(select(s.rule_outcomes).where(
+        s.rule_outcomes.c.result_version_id == version_id).order_by(s.rule_outcomes.c.id))
+    return tuple((r.rule, r.outcome, r.detail, r.rule_set_version) for r in rows)
+
+
+def record_transition(conn: Connection, version_id: int, transition: Transition,
+                      at: datetime, *, reasons: Sequence[str] = (), source: str = "") -> int:
+    """Persist one lifecycle transition of a version and audit it (the caller's transaction).
+
+    Args:
+        version_id: the result version the transition applies to.
+        transition: from :func:`lis_gateway.lifecycle.apply`.
+        at: timezone-aware time.
+        reasons: the hold reasons, one per holding rule (default: the transition's reason).
+        source: where it came from, for the audit log.
+
+    Returns:
+        The event id.
+
+    Raises:
+        NotFoundError: a user actor unknown to the store.
+    """
+    when = require_aware(at, "at")
+    actor = transition.actor
+    user_id = None
+    if actor.kind is ActorKind.USER:
+        user_id = conn.execute(select(s.users.c.id).where(
+            s.users.c.username == actor.id)).scalar_one_or_none()
+        if user_id is None:
+            raise NotFoundError(f"user {actor.id!r}")
+    listed = list(reasons) if reasons else ([transition.reason] if transition.reason else [])
+    pk = primary_key(conn.execute(insert(s.validation_events).values(
+        result_version_id=version_id, action=transition.action.value, user_id=user_id,
+        comment=transition.reason, at=when, from_state=transition.from_state.value,
+        to_state=transition.to_state.value, actor_kind=actor.kind.value, actor=actor.id,
+        actor_roles=",".join(sorted(r.value for r in actor.roles)),
+        rule_set_version=actor.rule_set_version, reasons=canonical_json(listed))))
+    result_id = conn.execute(select(s.result_versions.c.result_id).where(
+        s.result_versions.c.id == version_id)).scalar_one()
+    append_audit(conn, actor=_actor_name(actor), action=f"lifecycle.{transition.action.value}",
+                 target=f"result:{result_id}",
+                 detail={"version_id": version_id, "from": transition.from_state.value,
+                         "to": transition.to_state.value, "reason": transition.reason},
+                 source=source, at=when)
+    return int(pk[0])
+
+
+def _transition(row: Row[Any]) -> Transition:
+    kind = ActorKind(row.actor_kind)
+    if kind is ActorKind.USER:
+        actor = Actor.user(row.actor, *(Role(r) for r in row.actor_roles.split(",") if r))
+    elif kind is ActorKind.RULE:
+        actor = Actor.rule(row.actor, row.rule_set_version)
+    else:
+        actor = Actor.system(row.actor)
+    action = Action(row.action)
+    return Transition(ResultState(row.from_state), ResultState(row.to_state), action, actor,
+                      row.comment, action is Action.CORRECT)
+
+
+def _events(conn: Connection, version_id: int) -> list[Row[Any]]:
+    return list(conn.execute(select(s.validation_events).where(
+        s.validation_events.c.result_version_id == version_id,
+        s.validation_events.c.to_state != "").order_by(s.validation_events.c.id)))
+
+
+def version_history(conn: Connection, version_id: int) -> tuple[Transition, ...]:
+    """The lifecycle transitions of one version, oldest first (for ``may_send_final``)."""
+    return tuple(_transition(row) for row in _events(conn, version_id))
+
+
+def result_status(conn: Connection, result_id: int) -> ResultStatus:
+    """A result's current state and reasons, derived from its latest version's events.
+
+    Raises:
+        NotFoundError: no such result.
+    """
+    version_id = conn.execute(select(s.result_versions.c.id).where(
+        s.result_versions.c.result_id == result_id).order_by(
+        s.result_versions.c.version.desc()).limit(1)).scalar_one_or_none()
+    if version_id is None:
+        raise NotFoundError(f"result {result_id}")
+    events = _events(conn, version_id)
+    if not events:
+        return ResultStatus(ResultState.RECEIVED, (), version_id)
+    last = events[-1]
+    state = ResultState(last.to_state)
+    reasons = tuple(json.loads(last.reasons)) if state in _REASON_STATES else ()
+    return ResultStatus(state, reasons, version_id)
+
+
+def previous_for_delta(conn: Connection, result_id: int) -> Previous | None:
+    """The previous numeric result of the same test for the delta check, or None.
+
+    "Previous" is the latest earlier result with the same test code in the
+    same unit, of the same patient when the sample has a hospital or
+    national id, else of the same sample. Its latest version gives the
+    number and time (result time, else the time it was stored).
+    """
+    this = get_result(conn, result_id)
+    sample = conn.execute(select(s.samples).join(
+        s.results, s.results.c.sample_id == s.samples.c.id).where(
+        s.results.c.id == result_id)).one()
+    same_patient = [s.samples.c.id == sample.id]
+    if sample.hospital_id:
+        same_patient.append(s.samples.c.hospital_id == sample.hospital_id)
+    if sample.national_id:
+        same_patient.append(s.samples.c.national_id == sample.national_id)
+    candidates = conn.execute(select(s.results.c.id).join(
+        s.samples, s.results.c.sample_id == s.samples.c.id).where(
+        or_(*same_patient), s.results.c.id < result_id,
+        s.results.c.test_code == this.test_code).order_by(s.results.c.id.desc())).scalars()
+    for candidate in candidates:
+        prev = get_result(conn, candidate).latest
+        c = prev.content
+        if c.number is not None and c.unit_ucum == this.latest.content.unit_ucum:
+            return Previous(c.number, c.result_time or prev.created_at)
+    return None
+
+
+def held_results(conn: Connection) -> tuple[ResultInfo, ...]:
+    """Every result whose current state is HELD, oldest first."""
+    return tuple(info for info in list_results(conn)
+                 if result_status(conn, info.id).state is ResultState.HELD)
+
+
+def result_origin(conn: Connection, result_id: int) -> tuple[int, str, bytes]:
+    """Where a result came from: (analyzer id, fingerprint, raw bytes of its first message)."""
+    row = conn.execute(select(s.results.c.analyzer_id, s.results.c.fingerprint,
+                              s.messages.c.raw).join(
+        s.messages, s.results.c.message_id == s.messages.c.id).where(
+        s.results.c.id == result_id)).first()
+    if row is None:
+        raise NotFoundError(f"result {result_id}")
+    return int(row.analyzer_id), str(row.fingerprint), bytes(row.raw)
