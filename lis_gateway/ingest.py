@@ -77,8 +77,8 @@ def normalize_rows(rows: Sequence[ResultRow], spec: DriverSpec, table: MappingTa
 def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol: str,
                        raw: bytes, received_at: datetime,
                        results: Sequence[NormalizedResult],
-                       autoverification: Autoverification | None = None
-                       ) -> repository.StoredMessage:
+                       autoverification: Autoverification | None = None,
+                       problems: Sequence[str] = ()) -> repository.StoredMessage:
     """Make sure the analyzer exists and store one message with its results (one transaction).
 
     With ``autoverification``, each new result is judged in the same transaction
@@ -86,7 +86,8 @@ def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol
     """
     known = repository.ensure_analyzer(conn, analyzer, received_at, family=family)
     stored = repository.store_message(conn, analyzer_id=known.id, protocol=protocol, raw=raw,
-                                      received_at=received_at, results=results)
+                                      received_at=received_at, results=results,
+                                      problems=problems)
     if autoverification is not None:
         for result_id, index in zip(stored.new_result_ids, stored.new_result_index,
                                     strict=True):
@@ -148,7 +149,8 @@ class StoreSink:
         results = normalize_rows(rows, self._driver, self._table)
         d = self._pool.run(store_for_analyzer, analyzer=self.name, family=self._driver.name,
                            protocol=protocol, raw=msg.raw, received_at=self._utcnow(),
-                           results=results, autoverification=self._autoverification)
+                           results=results, autoverification=self._autoverification,
+                           problems=[str(p) for p in msg.problems])
         d.addCallback(self._stored, len(msg.raw))
         return cast("Deferred[object]", d)
 

@@ -283,7 +283,8 @@ def content_of(result: NormalizedResult) -> ResultContent:
 def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: bytes,
                   received_at: datetime, results: Sequence[NormalizedResult],
                   patients: Mapping[str, PatientIds] | None = None,
-                  raw_session_id: int | None = None) -> StoredMessage:
+                  raw_session_id: int | None = None,
+                  problems: Sequence[str] = ()) -> StoredMessage:
     """Store one received message and its results (one transaction, the caller's).
 
     Args:
@@ -294,6 +295,7 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
         results: the message's normalized results, in order.
         patients: known patient identifiers per accession.
         raw_session_id: the wire recording it arrived on, if any.
+        problems: what was off with the message itself (kept with it, in words).
 
     Returns:
         Ids, and whether the message (``repeat``) or which results were already known.
@@ -311,7 +313,8 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
         return StoredMessage(existing, reception, True, tuple(ids), ())
     message_id = int(primary_key(conn.execute(insert(s.messages).values(
         analyzer_id=analyzer_id, protocol=protocol, content_hash=digest, raw=raw,
-        raw_session_id=raw_session_id, received_at=at)))[0])
+        raw_session_id=raw_session_id, received_at=at,
+        problems=canonical_json(list(problems)))))[0])
     reception = _reception(conn, message_id, raw_session_id, at, repeat=False)
     result_ids: list[int] = []
     new_ids: list[int] = []
@@ -420,6 +423,15 @@ def list_results(conn: Connection, accession: str | None = None) -> tuple[Result
 def results_for_sample(conn: Connection, accession: str) -> tuple[ResultInfo, ...]:
     """Every result of a sample (reruns included), oldest first."""
     return list_results(conn, accession)
+
+
+def message_problems(conn: Connection, message_id: int) -> tuple[str, ...]:
+    """What was off with a stored message itself (no L record, framing deviations)."""
+    text = conn.execute(select(s.messages.c.problems).where(
+        s.messages.c.id == message_id)).scalar_one_or_none()
+    if text is None:
+        raise NotFoundError(f"message {message_id}")
+    return tuple(json.loads(text))
 
 
 def message_receptions(conn: Connection, message_id: int) -> tuple[tuple[datetime, bool], ...]:

@@ -97,6 +97,8 @@ messages = Table(
     Column("raw", LargeBinary, nullable=False),
     Column("raw_session_id", ForeignKey("raw_sessions.id"), nullable=True),
     _ts("received_at"),
+    #: JSON list: what was off with the message itself (no L record, deviations)
+    Column("problems", Text, nullable=False, server_default="[]"),
     UniqueConstraint("analyzer_id", "content_hash"),
 )
 

@@ -79,3 +79,20 @@ def test_incomplete_transmission_is_kept(engine: Engine) -> None:
     sink.incomplete(IncompleteTransmission(b"H|\\^&\rP|1\rO|1|S9", "receive-timeout", 0))
     with engine.begin() as conn:
         assert repo.raw_bytes(conn, 1, "in") == b"H|\\^&\rP|1\rO|1|S9"
+
+
+def test_message_without_terminator_is_stored_with_its_deviation(engine: Engine) -> None:
+    """No L record before EOT: the message is committed and the deviation kept with it."""
+    asm = MessageAssembler()
+    asm.add_text(b"H|\\^&\rP|1\rO|1|S55\rR|1|^^^GLU|5.1|mmol/L\r", block_end=True)
+    (msg,) = asm.end_transfer()
+    assert isinstance(msg, AstmMessage) and not msg.terminated
+    sink = StoreSink("chem1", drivers.get("generic-astm"), "tcp-server", None,
+                     NonThreadPool(engine), utcnow=lambda: T0)
+    stored = fired(sink.message_received(msg))
+    assert isinstance(stored, repo.StoredMessage)
+    with engine.begin() as conn:
+        problems = repo.message_problems(conn, stored.message_id)
+        (info,) = repo.list_results(conn, "S55")
+    assert any("no L (terminator) record before EOT" in p for p in problems)
+    assert info.test_code == "GLU"
