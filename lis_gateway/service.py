@@ -41,7 +41,7 @@ from lis_gateway.adapters.tcp import (
     ProtocolBuilder,
     make_client_service,
 )
-from lis_gateway.wire import open_recorder
+from lis_gateway.wire import Recorder, TeeRecorder, open_recorder
 
 if TYPE_CHECKING:
     from lis_gateway.config import GatewayConfig
@@ -102,14 +102,20 @@ class LinkSpec:
         )
 
 
+#: Gives a link's connection (link, session number) a recorder besides the files.
+RecorderFactory = Callable[[LinkSpec, str], Recorder | None]
+
+
 def make_service(links: Sequence[LinkSpec], reactor: Any,
-                 sink_factory: Callable[[LinkSpec], Sink]) -> MultiService:
+                 sink_factory: Callable[[LinkSpec], Sink],
+                 recorders: RecorderFactory | None = None) -> MultiService:
     """Build one child service per link, named after the link.
 
     Args:
         links: the configured links (names must be unique).
         reactor: provides IReactorTCP, IReactorTime and IReactorFDSet.
         sink_factory: gives each link the sink its messages go to.
+        recorders: gives each connection a recorder (the store) besides the files.
 
     Returns:
         A ``MultiService``; ``getServiceNamed(link.name)`` returns a
@@ -118,16 +124,17 @@ def make_service(links: Sequence[LinkSpec], reactor: Any,
     """
     root = MultiService()
     for link in links:
-        child = _link_service(link, reactor, sink_factory(link))
+        child = _link_service(link, reactor, sink_factory(link), recorders)
         child.setName(link.name)
         child.setServiceParent(root)
     return root
 
 
-def _link_service(link: LinkSpec, reactor: Any, sink: Sink) -> IService:
+def _link_service(link: LinkSpec, reactor: Any, sink: Sink,
+                  recorders: RecorderFactory | None = None) -> IService:
     log: FilteringBoundLogger = structlog.get_logger("lis_gateway.link").bind(
         analyzer=link.name, transport=link.transport)
-    build = _protocol_builder(link, reactor, sink, log)
+    build = _protocol_builder(link, reactor, sink, log, recorders)
     if link.transport == "tcp-server":
         endpoint_type = TCP6ServerEndpoint if ":" in link.host else TCP4ServerEndpoint
         endpoint = endpoint_type(reactor, link.port, interface=link.host)
@@ -141,7 +148,8 @@ def _link_service(link: LinkSpec, reactor: Any, sink: Sink) -> IService:
 
 
 def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
-                      log: FilteringBoundLogger) -> ProtocolBuilder:
+                      log: FilteringBoundLogger,
+                      recorders: RecorderFactory | None = None) -> ProtocolBuilder:
     """A function building the protocol (and recorder) of one connection of ``link``."""
     driver = link.driver
     hl7 = (analyzer_protocol_factory(driver, reactor, sink)
@@ -149,7 +157,7 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
 
     def build(session: str) -> Protocol:
         session_log = log.bind(session=session)
-        recorder = None
+        recorder: Recorder | None = None
         if link.record_dir is not None:
             try:
                 recorder = open_recorder(link.record_dir, link.name, reactor.seconds())
@@ -158,6 +166,9 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
                 # refusing the analyzer would lose more than the recording.
                 session_log.error("recording-unavailable", error=exc.strerror,
                                   directory=str(link.record_dir))
+        extra = recorders(link, session) if recorders is not None else None
+        if extra is not None:
+            recorder = extra if recorder is None else TeeRecorder(recorder, extra)
         if hl7 is not None:
             return hl7(recorder, session_log)
         if driver.framing is Framing.BARE:
@@ -172,6 +183,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
         duration: float | None = None,
         on_running: Callable[[MultiService, Any], Deferred[Any] | None] | None = None,
         after_stop: Callable[[], object] | None = None,
+        recorders: RecorderFactory | None = None,
         ) -> int:
     """Run the links on the global reactor until stopped (Ctrl-C, SIGTERM, ``duration``).
 
@@ -183,6 +195,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
             of what it returns stops the gateway with exit status 1.
         after_stop: called once the links have stopped and the reactor shuts
             down (e.g. to stop the database pool).
+        recorders: gives each connection a recorder besides the files (the store).
 
     Returns:
         The exit status: 0 after a clean stop, 1 if starting failed.
@@ -192,7 +205,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
     reactor: Any = global_reactor  # PosixReactorBase; typed as IReactorCore only
 
     log: FilteringBoundLogger = structlog.get_logger("lis_gateway.service")
-    root = make_service(links, reactor, sink_factory)
+    root = make_service(links, reactor, sink_factory, recorders)
     status = [0]
 
     def stop_reactor() -> None:
@@ -269,6 +282,7 @@ def run_gateway(config: GatewayConfig, *,
     from lis_gateway.store.engine import make_engine
     from lis_gateway.store.migrations import migrate
     from lis_gateway.store.pool import DbPool
+    from lis_gateway.wire_store import StoreRecorder
 
     log: FilteringBoundLogger = structlog.get_logger("lis_gateway.service")
     links = config.links()
@@ -301,9 +315,14 @@ def run_gateway(config: GatewayConfig, *,
         return StoreSink(link.name, link.driver, link.transport,
                          tables[link.driver.table_name], pool, autoverification=judging)
 
+    def recorder_for(link: LinkSpec, session: str) -> Recorder:
+        return StoreRecorder(link.name, link.driver.name, link.transport, pool, reactor,
+                             peer=f"session {session}")
+
     pool.start()
     try:
-        return run(links, sink_for, on_running=on_running, after_stop=pool.stop)
+        return run(links, sink_for, on_running=on_running, after_stop=pool.stop,
+                   recorders=recorder_for)
     finally:
         if pool.threadpool.started:  # the reactor never ran the shutdown triggers
             pool.stop()

@@ -21,9 +21,44 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 FORMAT = "lis-gateway-wire/1"
+
+
+class Recorder(Protocol):
+    """Where a link's bytes go before anything else looks at them (files, the store)."""
+
+    def record(self, direction: str, data: bytes, t: float) -> None:
+        """Bytes received (``rx``) or sent (``tx``) at time ``t``."""
+
+    def note(self, text: str, t: float) -> None:
+        """A transport event (connected, connection lost)."""
+
+    def close(self) -> None:
+        """The connection is over; flush and release."""
+
+
+class TeeRecorder:
+    """Gives every call to several recorders (a file and the store, say)."""
+
+    def __init__(self, *recorders: Recorder) -> None:
+        self._recorders = recorders
+
+    def record(self, direction: str, data: bytes, t: float) -> None:
+        """Record on each."""
+        for r in self._recorders:
+            r.record(direction, data, t)
+
+    def note(self, text: str, t: float) -> None:
+        """Note on each."""
+        for r in self._recorders:
+            r.note(text, t)
+
+    def close(self) -> None:
+        """Close each."""
+        for r in self._recorders:
+            r.close()
 
 
 @dataclass(frozen=True, slots=True)

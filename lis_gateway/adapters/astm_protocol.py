@@ -53,7 +53,7 @@ from lis_gateway.astm.events import (
     UnexpectedInput,
 )
 from lis_gateway.astm.link import LinkConfig, LinkConnection
-from lis_gateway.wire import WireRecorder
+from lis_gateway.wire import Recorder
 
 from .recorded import RecordedProtocol
 from .sink import Sink
@@ -83,7 +83,7 @@ def failure_kind(failure: Failure) -> str:
 class _RecordedLinkProtocol(RecordedProtocol):
     """What both ASTM link protocols share: the recorded shell plus the sink."""
 
-    def __init__(self, clock: IReactorTime, sink: Sink, recorder: WireRecorder | None,
+    def __init__(self, clock: IReactorTime, sink: Sink, recorder: Recorder | None,
                  log: FilteringBoundLogger | None, kind: str) -> None:
         super().__init__(clock, recorder, log, kind)
         self._sink = sink
@@ -124,7 +124,7 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
     """
 
     def __init__(self, config: LinkConfig, clock: IReactorTime, encoding: str, sink: Sink,
-                 recorder: WireRecorder | None = None,
+                 recorder: Recorder | None = None,
                  log: FilteringBoundLogger | None = None) -> None:
         super().__init__(clock, sink, recorder, log, "astm")
         self.link = LinkConnection(dataclasses.replace(config, manual_ack=True))
@@ -296,7 +296,7 @@ class BareRecordProtocol(_RecordedLinkProtocol):
     """
 
     def __init__(self, clock: IReactorTime, encoding: str, sink: Sink,
-                 recorder: WireRecorder | None = None,
+                 recorder: Recorder | None = None,
                  log: FilteringBoundLogger | None = None) -> None:
         super().__init__(clock, sink, recorder, log, "bare")
         self._assembler = MessageAssembler(encoding, any_newline=True)

@@ -38,7 +38,7 @@ from lis_gateway.hl7.mllp import (
     MllpFramer,
     StrayBytes,
 )
-from lis_gateway.wire import WireRecorder
+from lis_gateway.wire import Recorder
 
 #: Seconds the HIS has to acknowledge a message.
 ACK_TIMEOUT = 30.0
@@ -134,7 +134,7 @@ def utcnow_from(clock: IReactorTime) -> Callable[[], datetime]:
 class MllpConnection(RecordedProtocol):
     """The recorded shell plus the MLLP framer, whose silence deadline drives the timer."""
 
-    def __init__(self, clock: IReactorTime, framer: MllpFramer, recorder: WireRecorder | None,
+    def __init__(self, clock: IReactorTime, framer: MllpFramer, recorder: Recorder | None,
                  log: FilteringBoundLogger | None) -> None:
         super().__init__(clock, recorder, log, "mllp")
         self._framer = framer

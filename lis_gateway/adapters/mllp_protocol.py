@@ -72,7 +72,7 @@ from lis_gateway.hl7.mllp import (
 )
 from lis_gateway.hl7.queries import OrderedSample
 from lis_gateway.hl7.responder import MessageRole, build_answers, read_query, role_of
-from lis_gateway.wire import WireRecorder
+from lis_gateway.wire import Recorder
 
 __all__ = ["ControlIds", "Hl7Dialect", "MllpConfig", "mllp_config", "utcnow_from"]
 
@@ -197,7 +197,7 @@ class MllpAnalyzerProtocol(MllpConnection):
 
     def __init__(self, config: MllpConfig, clock: IReactorTime, sink: Hl7Sink, *,
                  control_ids: Callable[[], str], utcnow: Callable[[], datetime],
-                 recorder: WireRecorder | None = None,
+                 recorder: Recorder | None = None,
                  log: FilteringBoundLogger | None = None,
                  orders: OrderSource = NO_ORDERS) -> None:
         framer = MllpFramer(missing_fs_timeout=config.missing_fs_timeout,
@@ -347,7 +347,7 @@ class MllpAnalyzerProtocol(MllpConnection):
 
 
 #: Builds one connection's protocol of an HL7 link from its recorder and session logger.
-AnalyzerProtocolBuilder = Callable[[WireRecorder | None, FilteringBoundLogger | None],
+AnalyzerProtocolBuilder = Callable[[Recorder | None, FilteringBoundLogger | None],
                                    MllpAnalyzerProtocol]
 
 
@@ -368,7 +368,7 @@ def analyzer_protocol_factory(dialect: Hl7Dialect, clock: IReactorTime, sink: Hl
     control_ids = ControlIds.starting_at(clock.seconds())
     utcnow = utcnow_from(clock)
 
-    def build(recorder: WireRecorder | None, log: FilteringBoundLogger | None
+    def build(recorder: Recorder | None, log: FilteringBoundLogger | None
               ) -> MllpAnalyzerProtocol:
         return MllpAnalyzerProtocol(config, clock, sink, control_ids=control_ids,
                                     utcnow=utcnow, recorder=recorder, log=log, orders=orders)

@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
-from lis_gateway.wire import WireRecorder
+from lis_gateway.wire import Recorder
 
 
 class RecordedProtocol(Protocol):
@@ -33,7 +33,7 @@ class RecordedProtocol(Protocol):
         kind: a word for the logs (``astm``, ``mllp``, ``bare``).
     """
 
-    def __init__(self, clock: IReactorTime, recorder: WireRecorder | None,
+    def __init__(self, clock: IReactorTime, recorder: Recorder | None,
                  log: FilteringBoundLogger | None, kind: str) -> None:
         self._clock = clock
         self._recorder = recorder

@@ -44,7 +44,7 @@ from lis_gateway.hl7.mllp import (
     MllpFramer,
     frame,
 )
-from lis_gateway.wire import WireRecorder
+from lis_gateway.wire import Recorder
 
 
 class SenderBusyError(Hl7Error):
@@ -132,7 +132,7 @@ class HisSenderProtocol(MllpConnection):
     def __init__(self, clock: IReactorTime, *, ack_timeout: float = ACK_TIMEOUT,
                  default_encoding: str = "utf-8",
                  missing_fs_timeout: float = MISSING_FS_TIMEOUT,
-                 recorder: WireRecorder | None = None,
+                 recorder: Recorder | None = None,
                  log: FilteringBoundLogger | None = None) -> None:
         super().__init__(clock, MllpFramer(missing_fs_timeout=missing_fs_timeout), recorder, log)
         self.ack_timeout = ack_timeout
@@ -256,7 +256,7 @@ class HisClient(Service):
     def __init__(self, endpoint: IStreamClientEndpoint, clock: IReactorTime, *,
                  ack_timeout: float = ACK_TIMEOUT, default_encoding: str = "utf-8",
                  retry_policy: RetryPolicy | None = None,
-                 recorders: Callable[[str], WireRecorder | None] | None = None,
+                 recorders: Callable[[str], Recorder | None] | None = None,
                  log: FilteringBoundLogger | None = None) -> None:
         self._clock = clock
         self.ack_timeout = ack_timeout
