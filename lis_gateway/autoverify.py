@@ -20,7 +20,16 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from lis_gateway.lifecycle import Action, Actor, Policy, ResultState, Transition, apply
+from lis_gateway.lifecycle import (
+    Action,
+    Actor,
+    Policies,
+    Policy,
+    ResultState,
+    Transition,
+    apply,
+    policy_for,
+)
 from lis_gateway.mapping import MappingTable
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import Decision, Previous, RuleSet, evaluate, facts_from_result
@@ -40,13 +49,13 @@ class Autoverification:
 
     Attributes:
         rules: the configured rule set, or None (every result is held).
-        policy: the lab's validation policy.
+        policy: the lab's validation policy, or its per-test-group policies.
         table: the driver's mapping table (autoverification limits), or None.
         driver: the driver family name (instrument error flags).
     """
 
     rules: RuleSet | None
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy | Policies = field(default_factory=Policy)
     table: MappingTable | None = None
     driver: str = ""
 
@@ -102,7 +111,8 @@ def judge_result(conn: Connection, result_id: int, result: NormalizedResult,
                           previous=previous, received_at=at)
         judgements.record_rule_outcomes(conn, version_id, decision.outcomes,
                                         decision.rule_set_version, at)
-    transition, reasons = decision_transition(decision, result, av.policy)
+    transition, reasons = decision_transition(decision, result,
+                                              policy_for(av.policy, result.code))
     judgements.record_transition(conn, version_id, transition, at, reasons=reasons,
                                  source=source)
     return transition

@@ -281,7 +281,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     from lis_gateway.autoverify import decide, decision_transition
     from lis_gateway.capture import decode_capture, normalize_report
     from lis_gateway.config import ConfigError, load_config
-    from lis_gateway.lifecycle import Policy
+    from lis_gateway.lifecycle import Policies, policy_for
     from lis_gateway.mapping import MappingTableError, load_table
     from lis_gateway.rules import Previous
     from lis_gateway.rules_file import RulesError, load_rules
@@ -295,7 +295,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         print(f"{args.rules_file}: {exc}", file=sys.stderr)
         return 2
     directories: list[Path] = [SHIPPED_MAPPINGS]
-    policy = Policy()
+    policy = Policies()
     if args.config is not None:
         try:
             config = load_config(args.config)
@@ -326,7 +326,8 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
             key = (result.row.sample_id, result.code or result.row.test)
             decision = decide(rules, result, driver=spec.name, table=table,
                               previous=previous.get(key), received_at=None)
-            transition, reasons = decision_transition(decision, result, policy)
+            transition, reasons = decision_transition(decision, result,
+                                                      policy_for(policy, result.code))
             if result.number is not None and result.result_time is not None:
                 previous[key] = Previous(result.number, result.result_time)
             decided_any = True

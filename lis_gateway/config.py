@@ -36,6 +36,7 @@ never silently falls back to a default.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import drivers
 from drivers import DriverSpec
-from lis_gateway.lifecycle import Policy
+from lis_gateway.lifecycle import GroupPolicy, Policies, Policy
 from lis_gateway.rules import RuleSet
 
 if TYPE_CHECKING:
@@ -107,7 +108,8 @@ class GatewayConfig:
         record_dir: where wire recordings go (None: no recordings).
         rules_file: the autoverification rules file (None: every result is held).
         rule_set: the rules read from it (checked when the configuration is loaded).
-        policy: the validation steps the lab requires (``[lifecycle]``).
+        policy: the validation steps the lab requires (``[lifecycle]``), per test group
+            (``[[lifecycle.groups]]``) with a default for the other tests.
     """
 
     file: Path
@@ -117,7 +119,7 @@ class GatewayConfig:
     record_dir: Path | None = None
     rules_file: Path | None = None
     rule_set: RuleSet | None = None
-    policy: Policy = field(default_factory=Policy)
+    policy: Policies = field(default_factory=Policies)
 
     def links(self) -> list[LinkSpec]:
         """The analyzers as :class:`lis_gateway.service.LinkSpec` objects."""
@@ -265,18 +267,52 @@ class _Checker:
             self.problem("rules.file", f"{path}: {exc}")
             return path, None
 
-    def policy(self, table: Mapping[str, Any]) -> Policy:
+    def policy(self, table: Mapping[str, Any]) -> Policies:
+        """``[lifecycle]``: the default policy and ``[[lifecycle.groups]]``."""
         keys = ("require_approval", "autoverified_skips_technician", "distinct_approver")
-        self.unknown("lifecycle", table, frozenset(keys))
+        self.unknown("lifecycle", table, frozenset((*keys, "groups")))
+        default = self._policy_values("lifecycle", table, keys, Policy())
+        groups: list[GroupPolicy] = []
+        raw_groups = table.get("groups", [])
+        if not isinstance(raw_groups, list):
+            self.problem("lifecycle.groups", f"expected [[lifecycle.groups]] tables, got "
+                         f"{_kind(raw_groups)}")
+            raw_groups = []
+        seen: dict[str, str] = {}
+        for i, group in enumerate(raw_groups):
+            path = f"lifecycle.groups[{i}]"
+            if not isinstance(group, dict):
+                self.problem(path, f"expected a table, got {_kind(group)}")
+                continue
+            self.unknown(path, group, frozenset((*keys, "name", "tests")))
+            name = group.get("name")
+            if not isinstance(name, str) or not name.strip():
+                self.problem(f"{path}.name", "expected the group's name")
+                name = f"group {i}"
+            tests = group.get("tests")
+            if not isinstance(tests, list) or not tests or not all(
+                    isinstance(t, str) and t.strip() for t in tests):
+                self.problem(f"{path}.tests", "expected a list of local test codes")
+                tests = []
+            for code in tests:
+                if code in seen:
+                    self.problem(f"{path}.tests", f"{code!r} is already in group {seen[code]!r}")
+                seen.setdefault(code, name)
+            policy = self._policy_values(path, group, keys, default)
+            groups.append(GroupPolicy(name, frozenset(tests), policy))
+        return Policies(default, tuple(groups))
+
+    def _policy_values(self, path: str, table: Mapping[str, Any], keys: tuple[str, ...],
+                       base: Policy) -> Policy:
         values: dict[str, bool] = {}
         for key in keys:
             if key in table:
                 if isinstance(table[key], bool):
                     values[key] = table[key]
                 else:
-                    self.problem(f"lifecycle.{key}", f"expected true or false, got "
+                    self.problem(f"{path}.{key}", f"expected true or false, got "
                                  f"{_kind(table[key])}")
-        return Policy(**values)
+        return dataclasses.replace(base, **values)
 
     def directories(self, value: object) -> list[Path]:
         if value is None:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ResultState(enum.Enum):
@@ -166,6 +166,45 @@ class Policy:
     require_approval: bool = True
     autoverified_skips_technician: bool = False
     distinct_approver: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPolicy:
+    """The policy of one test group (haematology, biochemistry, ...).
+
+    Attributes:
+        name: the group's name, for messages.
+        tests: the local test codes in the group.
+        policy: its validation steps.
+    """
+
+    name: str
+    tests: frozenset[str]
+    policy: Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """The lab's policies: per test group, and a default for every other test.
+
+    Some labs release haematology after technical validation and want a doctor
+    for biochemistry; a test belongs to the first group that lists it.
+    """
+
+    default: Policy = field(default_factory=Policy)
+    groups: tuple[GroupPolicy, ...] = ()
+
+    def for_test(self, code: str) -> Policy:
+        """The policy that applies to local test ``code``."""
+        for group in self.groups:
+            if code in group.tests:
+                return group.policy
+        return self.default
+
+
+def policy_for(policy: Policy | Policies, code: str) -> Policy:
+    """The policy for ``code`` from a single policy or per-group policies."""
+    return policy.for_test(code) if isinstance(policy, Policies) else policy
 
 
 @dataclass(frozen=True, slots=True)

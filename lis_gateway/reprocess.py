@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from drivers import DriverSpec
 from lis_gateway.autoverify import Autoverification, decide, judge_result
 from lis_gateway.capture import decode_capture, normalize_report
-from lis_gateway.lifecycle import Action, Policy, ResultState
+from lis_gateway.lifecycle import Action, Policies, Policy, ResultState
 from lis_gateway.mapping import MappingTable
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import RuleSet
@@ -69,7 +69,8 @@ def _find(raw: bytes, spec: DriverSpec, table: MappingTable | None, analyzer_id:
 
 def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
                    tables: Mapping[str, MappingTable | None], rules: RuleSet | None,
-                   policy: Policy, at: datetime, *, source: str = "") -> list[Reprocessed]:
+                   policy: Policy | Policies, at: datetime, *,
+                   source: str = "") -> list[Reprocessed]:
     """Re-map and re-judge every HELD result; see the module docstring.
 
     Args:

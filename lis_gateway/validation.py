@@ -21,6 +21,7 @@ from lis_gateway.lifecycle import (
     Action,
     Actor,
     LifecycleError,
+    Policies,
     Policy,
     ResultState,
     Role,
@@ -28,6 +29,7 @@ from lis_gateway.lifecycle import (
     allowed,
     apply,
     may_send_final,
+    policy_for,
 )
 from lis_gateway.store import judgements, repository
 
@@ -126,9 +128,12 @@ def validate_result(conn: Connection, result_id: int, actor: Actor, policy: Poli
     return Outcome(result_id, info.test_code, status.state, state, tuple(done))
 
 
-def validate_sample(conn: Connection, accession: str, username: str, policy: Policy, *,
-                    approve: bool, at: datetime, source: str = "") -> list[Outcome]:
+def validate_sample(conn: Connection, accession: str, username: str,
+                    policy: Policy | Policies, *, approve: bool, at: datetime,
+                    source: str = "") -> list[Outcome]:
     """Validate every current result of a sample (reruns included), oldest first.
+
+    Each result is validated under the policy of its test's group.
 
     Raises:
         UserRefusedError: unknown or disabled user.
@@ -138,5 +143,5 @@ def validate_sample(conn: Connection, accession: str, username: str, policy: Pol
     infos = repository.results_for_sample(conn, accession)
     if not infos:
         raise repository.NotFoundError(f"no results for sample {accession!r}")
-    return [validate_result(conn, info.id, actor, policy, approve=approve, at=at,
-                            source=source) for info in infos]
+    return [validate_result(conn, info.id, actor, policy_for(policy, info.latest.content.code),
+                            approve=approve, at=at, source=source) for info in infos]

@@ -178,3 +178,43 @@ def test_default_path_comes_from_the_environment_then_the_working_directory() ->
     """$LIS_GATEWAY_CONFIG wins; without it the file is ./lis-gateway.toml."""
     assert default_config_path({"LIS_GATEWAY_CONFIG": "/etc/lis.toml"}) == Path("/etc/lis.toml")
     assert default_config_path({}) == Path("lis-gateway.toml")
+
+
+GROUPS = b"""
+[lifecycle]
+require_approval = true
+
+[[lifecycle.groups]]
+name = "haematology"
+tests = ["WBC", "HGB"]
+require_approval = false
+"""
+
+
+def test_lifecycle_groups_give_per_test_policies(tmp_path: Path) -> None:
+    """[[lifecycle.groups]] makes haematology one-step while the default stays two-step."""
+    config = parse_config(analyzer('name = "a"\ndriver = "sysmex-xn"\ntransport = "tcp-server"\n'
+                                   'listen = "127.0.0.1:15001"\n') + GROUPS,
+                          tmp_path / "gw.toml")
+    assert config.policy.for_test("HGB").require_approval is False
+    assert config.policy.for_test("GLU").require_approval is True
+
+
+def test_bad_lifecycle_groups_are_located(tmp_path: Path) -> None:
+    """A group without tests, a test in two groups and a non-boolean are all named."""
+    bad = GROUPS + b"""
+[[lifecycle.groups]]
+name = "again"
+tests = ["HGB"]
+distinct_approver = "yes"
+
+[[lifecycle.groups]]
+name = "empty"
+tests = []
+"""
+    found = problems(analyzer('name = "a"\ndriver = "sysmex-xn"\ntransport = "tcp-server"\n'
+                              'listen = "127.0.0.1:15001"\n') + bad, tmp_path)
+    text = "\n".join(found)
+    assert "lifecycle.groups[1].tests" in text and "already in group 'haematology'" in text
+    assert "lifecycle.groups[1].distinct_approver" in text
+    assert "lifecycle.groups[2].tests" in text

@@ -305,3 +305,15 @@ def test_random_sequences_never_release_without_the_required_validations(
             assert may_send_final(history, policy) == (not (distinct and same))
         else:
             assert not may_send_final(history, policy)
+
+
+def test_policies_pick_the_first_group_listing_the_test() -> None:
+    """A test in a group gets that group's policy; any other test the default."""
+    from lis_gateway.lifecycle import GroupPolicy, Policies, policy_for
+
+    one_step = Policy(require_approval=False)
+    policies = Policies(Policy(), (GroupPolicy("haematology", frozenset({"WBC", "HGB"}),
+                                               one_step),))
+    assert policies.for_test("HGB") is one_step
+    assert policies.for_test("GLU") == Policy()
+    assert policy_for(one_step, "anything") is one_step

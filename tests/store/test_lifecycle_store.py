@@ -10,7 +10,14 @@ from sqlalchemy import Engine
 
 from lis_gateway.autoverify import NO_RULES_REASON, Autoverification
 from lis_gateway.ingest import store_for_analyzer
-from lis_gateway.lifecycle import Action, Policy, ResultState, may_send_final
+from lis_gateway.lifecycle import (
+    Action,
+    GroupPolicy,
+    Policies,
+    Policy,
+    ResultState,
+    may_send_final,
+)
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import SHADOW_REASON
 from lis_gateway.rules_file import load_rules
@@ -44,7 +51,7 @@ S = ResultState
 
 
 def ingest(engine: Engine, results: list[NormalizedResult], rules: str | None = RULES,
-           raw: bytes = RAW, policy: Policy | None = None) -> list[int]:
+           raw: bytes = RAW, policy: Policy | Policies | None = None) -> list[int]:
     """Store one message as StoreSink does, judging new results with ``rules``."""
     av = Autoverification(None if rules is None else load_rules(rules), policy or Policy(),
                           driver="generic-astm")
@@ -184,6 +191,18 @@ def test_one_step_policy_releases_after_validation(engine: Engine) -> None:
     assert validate(engine, "lan", policy=one_step) == [
         (S.RELEASED, (Action.VALIDATE, Action.RELEASE), "")]
     assert status(engine, rid).state is S.RELEASED
+
+
+def test_each_result_follows_its_test_groups_policy(engine: Engine) -> None:
+    """Haematology releases after validation; glucose (default group) waits for a doctor."""
+    users(engine)
+    policies = Policies(Policy(), (GroupPolicy("haematology", frozenset({"HGB"}),
+                                               Policy(require_approval=False)),))
+    ingest(engine, [result(value="12.0"), result(test="HGB", value="130")], policy=policies)
+    with engine.begin() as conn:
+        out = validate_sample(conn, "S1", "lan", policies, approve=False,
+                              at=T0 + timedelta(minutes=5), source="test")
+    assert {o.test: o.after for o in out} == {"GLU": S.TECH_VALIDATED, "HGB": S.RELEASED}
 
 
 def test_released_and_unjudged_results_are_refused_with_the_lifecycle_reason(
