@@ -62,10 +62,10 @@ class Autoverification:
 
 def decide(rules: RuleSet, result: NormalizedResult, *, driver: str,
            table: MappingTable | None, previous: Previous | None,
-           received_at: datetime | None) -> Decision:
+           received_at: datetime | None, qc_hold: bool = False) -> Decision:
     """Evaluate a rule set on one normalized result (pure; also used by ``rules test``)."""
     entry = table.lookup(result.row.test) if table is not None else None
-    facts = facts_from_result(result, driver=driver, entry=entry, qc_hold=False,
+    facts = facts_from_result(result, driver=driver, entry=entry, qc_hold=qc_hold,
                               previous=previous, received_at=received_at)
     return evaluate(rules, facts)
 
@@ -103,16 +103,20 @@ def judge_result(conn: Connection, result_id: int, result: NormalizedResult,
     Returns:
         The recorded transition (HOLD or AUTOVERIFY).
     """
-    version_id = repository.get_result(conn, result_id).latest.id
+    info = repository.get_result(conn, result_id)
+    version_id = info.latest.id
+    qc_failed = judgements.qc_failure(conn, info.analyzer_id)
     decision = None
     if av.rules is not None:
         previous = judgements.previous_for_delta(conn, result_id)
         decision = decide(av.rules, result, driver=av.driver, table=av.table,
-                          previous=previous, received_at=at)
+                          previous=previous, received_at=at, qc_hold=bool(qc_failed))
         judgements.record_rule_outcomes(conn, version_id, decision.outcomes,
                                         decision.rule_set_version, at)
     transition, reasons = decision_transition(decision, result,
                                               policy_for(av.policy, result.code))
+    if qc_failed and transition.to_state is ResultState.HELD:
+        reasons = (*reasons, f"qc: {qc_failed}")
     judgements.record_transition(conn, version_id, transition, at, reasons=reasons,
                                  source=source)
     return transition

@@ -78,7 +78,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         engine.dispose()
     for info in infos:
         status = statuses[info.id]
-        state = status.state.value
+        state = "qc" if info.qc else status.state.value
         if args.state is not None and args.state != state:
             continue
         c = info.latest.content

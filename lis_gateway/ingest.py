@@ -91,6 +91,8 @@ def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol
     if autoverification is not None:
         for result_id, index in zip(stored.new_result_ids, stored.new_result_index,
                                     strict=True):
+            if results[index].row.qc:
+                continue  # QC runs are kept, never judged as patient results
             judge_result(conn, result_id, results[index], autoverification, received_at,
                          source=f"analyzer:{analyzer}")
     return stored

@@ -92,6 +92,9 @@ def validate_result(conn: Connection, result_id: int, actor: Actor, policy: Poli
     """Validate (and approve, and release when allowed) one result; see the module docstring."""
     info = repository.get_result(conn, result_id)
     status = judgements.result_status(conn, result_id)
+    if info.qc:
+        return Outcome(result_id, info.test_code, status.state, status.state, (),
+                       "a QC result is not a patient result")
     history = list(judgements.version_history(conn, status.version_id))
     state, done = status.state, []
 

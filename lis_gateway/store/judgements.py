@@ -22,7 +22,7 @@ from lis_gateway.rules import Previous, RuleOutcome
 from . import schema as s
 from ._common import NotFoundError, canonical_json, primary_key, require_aware
 from .audit import append_audit
-from .repository import ResultInfo, get_result, list_results
+from .repository import ResultInfo, get_result, list_results, result_versions
 
 
 def add_rule_outcome(conn: Connection, version_id: int, rule: str, outcome: str,
@@ -227,3 +227,31 @@ def result_origin(conn: Connection, result_id: int) -> tuple[int, str, bytes]:
     if row is None:
         raise NotFoundError(f"result {result_id}")
     return int(row.analyzer_id), str(row.fingerprint), bytes(row.raw)
+
+
+#: HL7 0078 flags that fail a control (outside its target range), plus critical marks.
+QC_FAIL_FLAGS = frozenset({"L", "H", "LL", "HH", "<", ">", "A", "AA"})
+
+
+def qc_failure(conn: Connection, analyzer_id: int) -> str:
+    """Why the analyzer's latest QC run failed, or "" when it passed (or none was seen).
+
+    The latest QC run is the newest message with QC results from this analyzer; it
+    fails when any of its controls carries an out-of-range flag or a critical mark.
+    """
+    latest = conn.execute(select(s.results.c.message_id).where(
+        s.results.c.analyzer_id == analyzer_id, s.results.c.qc.is_(True)).order_by(
+        s.results.c.message_id.desc()).limit(1)).scalar_one_or_none()
+    if latest is None:
+        return ""
+    ids = conn.execute(select(s.results.c.id).where(
+        s.results.c.message_id == latest, s.results.c.qc.is_(True)).order_by(
+        s.results.c.id)).scalars().all()
+    for result_id in ids:
+        content = result_versions(conn, result_id)[-1].content
+        bad = [f for f in content.flags if f in QC_FAIL_FLAGS] + (
+            [content.critical] if content.critical else [])
+        if bad:
+            test = get_result(conn, result_id).test_code
+            return f"the last QC run (message {latest}) failed: {test} flagged {','.join(bad)}"
+    return ""

@@ -148,6 +148,7 @@ class ResultInfo:
     rerun_of_id: int | None
     latest: ResultVersion
     analyzer: str = ""  #: the analyzer's configured name
+    qc: bool = False  #: a QC run's result (never in the patient lifecycle)
 
 
 def result_fingerprint(analyzer_id: int, result: NormalizedResult, occurrence: int) -> str:
@@ -361,7 +362,7 @@ def _store_result(conn: Connection, analyzer_id: int, message_id: int,
     result_id = int(primary_key(conn.execute(insert(s.results).values(
         analyzer_id=analyzer_id, sample_id=sample_id, message_id=message_id,
         test_code=result.row.test, completed_at_raw=result.row.completed_at,
-        fingerprint=fingerprint, rerun_of_id=previous, created_at=at)
+        fingerprint=fingerprint, rerun_of_id=previous, created_at=at, qc=result.row.qc)
     ))[0])
     analyzer = conn.execute(select(s.analyzers.c.name).where(
         s.analyzers.c.id == analyzer_id)).scalar_one()
@@ -400,7 +401,7 @@ def _result_query() -> Select[Any]:
 def _info(conn: Connection, row: Row[Any]) -> ResultInfo:
     return ResultInfo(row.id, row.analyzer_id, row.accession, row.test_code,
                       row.completed_at_raw, row.message_id, row.rerun_of_id,
-                      result_versions(conn, row.id)[-1], row.analyzer_name)
+                      result_versions(conn, row.id)[-1], row.analyzer_name, bool(row.qc))
 
 
 def get_result(conn: Connection, result_id: int) -> ResultInfo:

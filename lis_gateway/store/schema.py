@@ -42,6 +42,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 NAMING = {
@@ -143,6 +144,8 @@ results = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("rerun_of_id", ForeignKey("results.id"), nullable=True),
     _ts("created_at"),
+    #: a QC run's result: kept, never in the patient lifecycle, never sent to the HIS
+    Column("qc", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("analyzer_id", "fingerprint"),
     Index("ix_results_sample_test", "sample_id", "test_code"),
 )

@@ -236,3 +236,32 @@ def test_user_password_is_an_argon2_hash_and_audited(engine: Engine) -> None:
         entries = repo.audit_entries(conn)
     assert [e.action for e in entries] == ["user.create", "user.passwd"]
     assert all("argon2" not in e.detail for e in entries)
+
+
+def qc_result(flag: str, sample: str = "QC-LOT7",
+              completed_at: str = "20261101070000") -> NormalizedResult:
+    """A control's result from a QC run (the driver marked the message as QC)."""
+    r = result(sample=sample, value="5.0", completed_at=completed_at)
+    return dataclasses.replace(r, row=dataclasses.replace(r.row, qc=True), flags=(flag,))
+
+
+def test_qc_results_are_kept_but_never_judged_nor_validated(engine: Engine) -> None:
+    """A QC run is stored and marked; it gets no lifecycle event and cannot be validated."""
+    users(engine)
+    [rid] = ingest(engine, [qc_result("N", sample="S1")], raw=b"QC-RUN-1")
+    with engine.begin() as conn:
+        (info,) = repo.list_results(conn, "S1")
+    assert info.qc and status(engine, rid).state is S.RECEIVED
+    assert validate(engine, "lan") == [(S.RECEIVED, (), "a QC result is not a patient result")]
+
+
+def test_failed_qc_holds_patient_results_until_a_passing_run(engine: Engine) -> None:
+    """After a control flagged H, patients are held with the QC reason; a passing run clears it."""
+    ingest(engine, [qc_result("H")], raw=b"QC-RUN-FAIL")
+    [held] = ingest(engine, [result(sample="P1")], raw=b"PATIENT-1")
+    assert status(engine, held).state is S.HELD
+    assert any(r.startswith("qc: the last QC run") and "GLU flagged H" in r
+               for r in status(engine, held).reasons)
+    ingest(engine, [qc_result("N", completed_at="20261101090000")], raw=b"QC-RUN-PASS")
+    [passed] = ingest(engine, [result(sample="P2")], raw=b"PATIENT-2")
+    assert status(engine, passed).state is S.AUTOVERIFIED
