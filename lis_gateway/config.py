@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import drivers
-from drivers import DriverSpec
 from lis_gateway.lifecycle import GroupPolicy, Policies, Policy
+from lis_gateway.linkspec import LinkSpec
 from lis_gateway.rules import RuleSet
 
 if TYPE_CHECKING:
@@ -81,22 +81,6 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class AnalyzerConfig:
-    """One ``[[analyzers]]`` entry (fields not used by its transport keep their defaults)."""
-
-    name: str
-    driver: DriverSpec
-    transport: str
-    host: str = "127.0.0.1"
-    port: int = 0
-    device: str = ""
-    baudrate: int | None = None
-    bytesize: int | None = None
-    parity: str | None = None
-    stopbits: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """The whole configuration file.
 
@@ -114,7 +98,7 @@ class GatewayConfig:
 
     file: Path
     database_url: str
-    analyzers: tuple[AnalyzerConfig, ...]
+    analyzers: tuple[LinkSpec, ...]
     mapping_directories: tuple[Path, ...] = (SHIPPED_MAPPINGS,)
     record_dir: Path | None = None
     rules_file: Path | None = None
@@ -123,12 +107,7 @@ class GatewayConfig:
 
     def links(self) -> list[LinkSpec]:
         """The analyzers as :class:`lis_gateway.service.LinkSpec` objects."""
-        from lis_gateway.service import LinkSpec  # Twisted stays out of config loading
-
-        return [LinkSpec(a.name, a.driver, a.transport, host=a.host, port=a.port,
-                         device=a.device, baudrate=a.baudrate, bytesize=a.bytesize,
-                         parity=a.parity, stopbits=a.stopbits, record_dir=self.record_dir)
-                for a in self.analyzers]
+        return [dataclasses.replace(a, record_dir=self.record_dir) for a in self.analyzers]
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -331,7 +310,7 @@ class _Checker:
             out.append(directory)
         return out
 
-    def analyzers(self, value: object) -> tuple[AnalyzerConfig, ...] | None:
+    def analyzers(self, value: object) -> tuple[LinkSpec, ...] | None:
         if value is None:
             self.problem("analyzers", "missing (expected at least one [[analyzers]] table)")
             return None
@@ -339,7 +318,7 @@ class _Checker:
             self.problem("analyzers", "expected at least one [[analyzers]] table, got "
                          f"{_kind(value)}")
             return None
-        out: list[AnalyzerConfig] = []
+        out: list[LinkSpec] = []
         names: dict[str, int] = {}
         for i, item in enumerate(value):
             where = f"analyzers[{i}]"
@@ -357,7 +336,7 @@ class _Checker:
             out.append(analyzer)
         return tuple(out) if len(out) == len(value) else None
 
-    def analyzer(self, where: str, item: Mapping[str, Any]) -> AnalyzerConfig | None:
+    def analyzer(self, where: str, item: Mapping[str, Any]) -> LinkSpec | None:
         before = len(self.problems)
         self.unknown(where, item, _ALL_LINK_KEYS)
         name = self.string(where, item, "name", required=True)
@@ -413,11 +392,11 @@ class _Checker:
             fields["stopbits"] = None if stopbits is None else float(stopbits)
         if len(self.problems) > before or name is None or spec is None:
             return None
-        analyzer = AnalyzerConfig(name=name, driver=spec, transport=transport, **fields)
         if transport == "serial" and spec.framing is drivers.Framing.BARE:
             self.problem(f"{where}.transport", f"driver {spec.name} sends bare records, "
                          "which only work over TCP")
             return None
+        analyzer = LinkSpec(name=name, driver=spec, transport=transport, **fields)
         return analyzer
 
 

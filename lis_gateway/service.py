@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -29,7 +27,7 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from drivers import DriverSpec, Framing, SerialDefaults
+from drivers import Framing
 from drivers import Protocol as DriverProtocol
 from lis_gateway.adapters.astm_protocol import AstmLinkProtocol, BareRecordProtocol
 from lis_gateway.adapters.mllp_protocol import analyzer_protocol_factory
@@ -41,66 +39,14 @@ from lis_gateway.adapters.tcp import (
     ProtocolBuilder,
     make_client_service,
 )
+from lis_gateway.linkspec import LinkSpec
 from lis_gateway.wire import Recorder, TeeRecorder, open_recorder
 
 if TYPE_CHECKING:
     from lis_gateway.config import GatewayConfig
 
-#: The transports a link may use.
-TRANSPORTS = ("tcp-server", "tcp-client", "serial")
-
 #: Seconds to wait for an outgoing TCP connection before counting it failed.
 CONNECT_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class LinkSpec:
-    """One configured analyzer link.
-
-    Attributes:
-        name: unique link name (logs, recordings, service name).
-        driver: the analyzer family.
-        transport: ``tcp-server`` (analyzer connects in), ``tcp-client``
-            (gateway connects out) or ``serial``.
-        host, port: listen address (server) or analyzer address (client);
-            port 0 listens on an ephemeral port.
-        device: serial device path.
-        baudrate, bytesize, parity, stopbits: serial settings; ``None`` takes
-            the driver's default.
-        record_dir: where wire recordings go; ``None`` records nothing.
-    """
-
-    name: str
-    driver: DriverSpec
-    transport: str
-    host: str = "127.0.0.1"
-    port: int = 0
-    device: str = ""
-    baudrate: int | None = None
-    bytesize: int | None = None
-    parity: str | None = None
-    stopbits: float | None = None
-    record_dir: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.transport not in TRANSPORTS:
-            raise ValueError(f"link {self.name!r}: transport {self.transport!r} is not one "
-                             f"of {', '.join(TRANSPORTS)}")
-        if self.transport == "serial" and not self.device:
-            raise ValueError(f"link {self.name!r}: a serial link needs a device")
-        if self.transport == "serial" and self.driver.framing is Framing.BARE:
-            raise ValueError(f"link {self.name!r}: bare-record framing is TCP only")
-
-    def serial_settings(self) -> SerialDefaults:
-        """The serial settings, with the driver's defaults for those left ``None``."""
-        d = self.driver.serial
-        return SerialDefaults(
-            baudrate=d.baudrate if self.baudrate is None else self.baudrate,
-            bytesize=d.bytesize if self.bytesize is None else self.bytesize,
-            parity=d.parity if self.parity is None else self.parity,
-            stopbits=d.stopbits if self.stopbits is None else self.stopbits,
-        )
-
 
 #: Gives a link's connection (link, session number) a recorder besides the files.
 RecorderFactory = Callable[[LinkSpec, str], Recorder | None]

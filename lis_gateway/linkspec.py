@@ -1,0 +1,63 @@
+"""One configured analyzer link, as plain data (no Twisted here).
+
+The configuration (:mod:`lis_gateway.config`) builds these; the composition
+root (:mod:`lis_gateway.service`) turns each into a running link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from drivers import DriverSpec, Framing, SerialDefaults
+
+#: The transports a link may use.
+TRANSPORTS = ("tcp-server", "tcp-client", "serial")
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """One configured analyzer link.
+
+    Attributes:
+        name: unique link name (logs, recordings, service name).
+        driver: the analyzer family.
+        transport: ``tcp-server`` (analyzer connects in), ``tcp-client``
+            (gateway connects out) or ``serial``.
+        host, port: listen address (server) or analyzer address (client);
+            port 0 listens on an ephemeral port.
+        device: serial device path.
+        baudrate, bytesize, parity, stopbits: serial settings; ``None`` takes
+            the driver's default.
+        record_dir: where wire recordings go; ``None`` records nothing.
+    """
+
+    name: str
+    driver: DriverSpec
+    transport: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    device: str = ""
+    baudrate: int | None = None
+    bytesize: int | None = None
+    parity: str | None = None
+    stopbits: float | None = None
+    record_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"link {self.name!r}: transport {self.transport!r} is not one "
+                             f"of {', '.join(TRANSPORTS)}")
+        if self.transport == "serial" and not self.device:
+            raise ValueError(f"link {self.name!r}: a serial link needs a device")
+        if self.transport == "serial" and self.driver.framing is Framing.BARE:
+            raise ValueError(f"link {self.name!r}: bare-record framing is TCP only")
+
+    def serial_settings(self) -> SerialDefaults:
+        """The serial settings, with the driver's defaults for those left ``None``."""
+        d = self.driver.serial
+        return SerialDefaults(
+            baudrate=d.baudrate if self.baudrate is None else self.baudrate,
+            bytesize=d.bytesize if self.bytesize is None else self.bytesize,
+            parity=d.parity if self.parity is None else self.parity,
+            stopbits=d.stopbits if self.stopbits is None else self.stopbits,
+        )
