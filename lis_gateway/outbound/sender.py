@@ -13,7 +13,6 @@ on an injected clock) and queues messages for :class:`HisSenderProtocol`.
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from lis_gateway.hl7.mllp import (
     MllpFramer,
     frame,
 )
+from lis_gateway.outbound.delivery import DeliveryStatus
 from lis_gateway.wire import Recorder
 
 
@@ -52,17 +52,6 @@ class SenderBusyError(Hl7Error):
 
 
 # ------------------------------------------------------------------ HIS side
-
-
-class DeliveryStatus(enum.Enum):
-    """What became of one message sent to the HIS."""
-
-    DELIVERED = "delivered"  #: AA or CA
-    RETRY = "retry"  #: AE or CE: the HIS had a problem; sending again later may work
-    REJECTED = "rejected"  #: AR, CR or an unknown code: sending again as is will not help
-    TIMEOUT = "timeout"  #: no matching ACK in time; the HIS may or may not have it
-    CONNECTION_LOST = "connection-lost"  #: lost before the ACK; the HIS may or may not have it
-    NOT_SENT = "not-sent"  #: never written (not connected, or the client stopped)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,10 @@ What is kept and why it looks the way it does:
 * ``audit_log``: append-only, hash-chained (``hash = sha256(prev_hash +
   canonical JSON of the row)``); ``audit_head`` holds the chain's tip so
   that appends serialise on one row and a truncated tail is detectable.
+* ``outbox``: one entry per released result version and destination, with
+  its stable MSH-10, attempts, next attempt time and the destination's last
+  answer; entries are only ever added, their state moves
+  pending -> delivered, or pending -> dead -> pending when a person retries.
 """
 
 from __future__ import annotations
@@ -236,6 +240,25 @@ validation_events = Table(
     Column("actor_roles", String(200), nullable=False, server_default=""),  #: comma-separated
     Column("rule_set_version", String(100), nullable=False, server_default=""),
     Column("reasons", Text, nullable=False, server_default="[]"),  #: JSON list (holds)
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True),  #: also the sending order
+    Column("result_version_id", ForeignKey("result_versions.id"), nullable=False),
+    Column("destination", String(100), nullable=False),
+    Column("sample_id", ForeignKey("samples.id"), nullable=False),  #: a sample's entries in order
+    Column("control_id", String(20), nullable=False),  #: MSH-10, stable across resends
+    Column("state", String(12), nullable=False),  #: pending, delivered, dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    _ts("next_attempt_at", nullable=True),  #: pending only
+    Column("last_status", String(20), nullable=False, server_default=""),  #: DeliveryStatus
+    Column("last_error", Text, nullable=False, server_default=""),  #: the destination's text
+    _ts("created_at"),
+    _ts("updated_at"),
+    _ts("delivered_at", nullable=True),
+    UniqueConstraint("result_version_id", "destination"),
+    Index("ix_outbox_destination_state", "destination", "state"),
 )
 
 audit_log = Table(

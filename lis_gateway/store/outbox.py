@@ -1,0 +1,205 @@
+"""The outbox: what must reach each destination, and how far it got (SQL only here).
+
+Entries are made by :func:`enqueue_released` from the lifecycle's record (a
+version with a RELEASED transition), so an entry can never be missed: a
+release committed before a crash is found again on the next call. Entries
+are never deleted; their state moves pending -> delivered, or pending ->
+dead -> pending when a person retries. The decisions (what an answer
+means, when to try again) are made by :mod:`lis_gateway.outbound.delivery`
+and only recorded here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, exists, insert, select, update
+from sqlalchemy.orm import aliased
+
+from lis_gateway.lifecycle import ResultState
+from lis_gateway.outbound.delivery import Decision, DeliveryStatus, EntryState, control_id_for
+from lis_gateway.store import schema as s
+from lis_gateway.store._common import NotFoundError, StoreError, as_utc, require_aware
+from lis_gateway.store.audit import append_audit
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One result version on its way to one destination."""
+
+    id: int
+    result_version_id: int
+    result_id: int
+    destination: str
+    accession: str
+    test_code: str
+    control_id: str
+    state: EntryState
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status: str
+    last_error: str
+    created_at: datetime
+    delivered_at: datetime | None
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dictionary (no patient identifiers)."""
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+        return {"id": self.id, "destination": self.destination, "sample": self.accession,
+                "test": self.test_code, "result_id": self.result_id,
+                "result_version_id": self.result_version_id, "control_id": self.control_id,
+                "state": self.state.value, "attempts": self.attempts,
+                "next_attempt_at": iso(self.next_attempt_at), "last_status": self.last_status,
+                "last_error": self.last_error, "created_at": iso(self.created_at),
+                "delivered_at": iso(self.delivered_at)}
+
+
+def _entries_query() -> Any:
+    o = s.outbox
+    return (select(o, s.result_versions.c.result_id, s.samples.c.accession,
+                   s.results.c.test_code)
+            .join(s.result_versions, s.result_versions.c.id == o.c.result_version_id)
+            .join(s.results, s.results.c.id == s.result_versions.c.result_id)
+            .join(s.samples, s.samples.c.id == o.c.sample_id))
+
+
+def _entry(row: Row[Any]) -> OutboxEntry:
+    def opt(value: datetime | None) -> datetime | None:
+        return as_utc(value) if value is not None else None
+    return OutboxEntry(row.id, row.result_version_id, row.result_id, row.destination,
+                       row.accession, row.test_code, row.control_id, EntryState(row.state),
+                       row.attempts, opt(row.next_attempt_at), row.last_status, row.last_error,
+                       as_utc(row.created_at), opt(row.delivered_at))
+
+
+def enqueue_released(conn: Connection, destination: str, at: datetime) -> int:
+    """Add an entry for every released, non-QC version not yet queued for ``destination``.
+
+    Entries are added in release order (the RELEASE event's id), which keeps
+    a sample's versions in the order they were released. Returns how many
+    were added.
+    """
+    when = require_aware(at, "at")
+    ev, v, r, o = s.validation_events, s.result_versions, s.results, s.outbox
+    queued = exists().where(and_(o.c.result_version_id == v.c.id, o.c.destination == destination))
+    rows = conn.execute(
+        select(v.c.id, r.c.sample_id, ev.c.id.label("event_id"))
+        .join(r, r.c.id == v.c.result_id)
+        .join(ev, ev.c.result_version_id == v.c.id)
+        .where(ev.c.to_state == ResultState.RELEASED.value, r.c.qc.is_(False), ~queued)
+        .order_by(ev.c.id)).all()
+    seen: set[int] = set()
+    for row in rows:
+        if row.id in seen:
+            continue
+        seen.add(row.id)
+        conn.execute(insert(o).values(
+            result_version_id=row.id, destination=destination, sample_id=row.sample_id,
+            control_id=control_id_for(row.id), state=EntryState.PENDING.value, attempts=0,
+            next_attempt_at=when, created_at=when, updated_at=when))
+    return len(seen)
+
+
+def due(conn: Connection, destination: str, now: datetime, limit: int = 1) -> list[OutboxEntry]:
+    """Pending entries of ``destination`` whose time has come, oldest first.
+
+    An entry waits while an older entry of the same sample is still pending
+    for that destination, so a sample's messages leave in order (a dead
+    entry does not hold its sample back; it is listed for a person).
+    """
+    when = require_aware(now, "now")
+    o = s.outbox
+    older = aliased(o)
+    blocked = exists().where(and_(older.c.destination == o.c.destination,
+                                  older.c.sample_id == o.c.sample_id,
+                                  older.c.id < o.c.id,
+                                  older.c.state == EntryState.PENDING.value))
+    rows = conn.execute(_entries_query().where(
+        o.c.destination == destination, o.c.state == EntryState.PENDING.value,
+        o.c.next_attempt_at <= when, ~blocked).order_by(o.c.id).limit(limit)).all()
+    return [_entry(row) for row in rows]
+
+
+def get(conn: Connection, entry_id: int) -> OutboxEntry:
+    """One entry.
+
+    Raises:
+        NotFoundError: no such entry.
+    """
+    row = conn.execute(_entries_query().where(s.outbox.c.id == entry_id)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"outbox entry {entry_id}")
+    return _entry(row)
+
+
+def record_attempt(conn: Connection, entry_id: int, status: DeliveryStatus, decision: Decision,
+                   *, error: str, at: datetime, next_attempt_at: datetime | None) -> OutboxEntry:
+    """Record one attempt's answer and the decision made from it.
+
+    Args:
+        status: what the destination answered.
+        decision: from :func:`lis_gateway.outbound.delivery.decide`.
+        error: the destination's text (MSA-3/ERR), kept for the dead-letter list.
+        next_attempt_at: the decision's time as a datetime (PENDING only).
+
+    Raises:
+        NotFoundError: no such entry.
+        StoreError: the entry is not pending (it was sent twice at once), or the
+            decision and ``next_attempt_at`` disagree.
+    """
+    when = require_aware(at, "at")
+    if (decision.state is EntryState.PENDING) != (next_attempt_at is not None):
+        raise StoreError("a pending entry needs its next attempt time, and only it")
+    entry = get(conn, entry_id)
+    if entry.state is not EntryState.PENDING:
+        raise StoreError(f"outbox entry {entry_id} is {entry.state.value}, not pending")
+    values: dict[str, object] = {
+        "state": decision.state.value, "attempts": entry.attempts + 1,
+        "last_status": status.value, "last_error": error, "updated_at": when,
+        "next_attempt_at": (require_aware(next_attempt_at, "next_attempt_at")
+                            if next_attempt_at is not None else None)}
+    if decision.state is EntryState.DELIVERED:
+        values["delivered_at"] = when
+    conn.execute(update(s.outbox).where(s.outbox.c.id == entry_id).values(**values))
+    if decision.state is EntryState.DEAD:
+        append_audit(conn, actor="system", action="outbox.dead", target=f"outbox:{entry_id}",
+                     detail={"destination": entry.destination, "control_id": entry.control_id,
+                             "status": status.value, "error": error},
+                     source="outbox", at=when)
+    return get(conn, entry_id)
+
+
+def retry(conn: Connection, entry_id: int, *, actor: str, at: datetime,
+          source: str = "") -> OutboxEntry:
+    """Put a dead entry back in line, due now (audited).
+
+    Raises:
+        NotFoundError: no such entry.
+        StoreError: the entry is not dead.
+    """
+    when = require_aware(at, "at")
+    entry = get(conn, entry_id)
+    if entry.state is not EntryState.DEAD:
+        raise StoreError(f"outbox entry {entry_id} is {entry.state.value}; only a dead "
+                         "entry can be retried")
+    conn.execute(update(s.outbox).where(s.outbox.c.id == entry_id).values(
+        state=EntryState.PENDING.value, next_attempt_at=when, updated_at=when))
+    append_audit(conn, actor=actor, action="outbox.retry", target=f"outbox:{entry_id}",
+                 detail={"destination": entry.destination, "control_id": entry.control_id,
+                         "last_error": entry.last_error},
+                 source=source, at=when)
+    return get(conn, entry_id)
+
+
+def entries(conn: Connection, *, destination: str | None = None,
+            state: EntryState | None = None) -> list[OutboxEntry]:
+    """Entries, oldest first, optionally of one destination and one state."""
+    q = _entries_query()
+    if destination is not None:
+        q = q.where(s.outbox.c.destination == destination)
+    if state is not None:
+        q = q.where(s.outbox.c.state == state.value)
+    return [_entry(row) for row in conn.execute(q.order_by(s.outbox.c.id))]

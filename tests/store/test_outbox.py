@@ -1,0 +1,147 @@
+"""The outbox on SQLite and PostgreSQL: released versions queued, in order, with their fate."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from lis_gateway.lifecycle import Policy
+from lis_gateway.outbound.delivery import (
+    DeliveryStatus,
+    EntryState,
+    control_id_for,
+    decide,
+)
+from lis_gateway.store import judgements, outbox
+from lis_gateway.store import repository as repo
+from lis_gateway.store._common import StoreError
+from lis_gateway.store.audit import verify_audit
+from lis_gateway.validation import validate_sample
+
+from .test_lifecycle_store import ingest, users
+from .test_repository import RAW, T0, result
+
+ONE_STEP = Policy(require_approval=False)
+LATER = T0 + timedelta(minutes=10)
+
+
+def release(engine: Engine, accession: str) -> None:
+    """Technician validates ``accession`` under the one-step policy (which releases it)."""
+    with engine.begin() as conn:
+        out = validate_sample(conn, accession, "lan", ONE_STEP, approve=False,
+                              at=T0 + timedelta(minutes=5), source="test")
+    assert all(o.refused == "" for o in out)
+
+
+def enqueue(engine: Engine, destination: str = "his") -> int:
+    """Queue released versions for ``destination`` as the delivery worker does."""
+    with engine.begin() as conn:
+        return outbox.enqueue_released(conn, destination, LATER)
+
+
+def due(engine: Engine, now: datetime = LATER, limit: int = 10) -> list[outbox.OutboxEntry]:
+    """The due entries of destination ``his``."""
+    with engine.begin() as conn:
+        return outbox.due(conn, "his", now, limit)
+
+
+def answer(engine: Engine, entry: outbox.OutboxEntry, status: DeliveryStatus,
+           error: str = "", at: datetime = LATER) -> outbox.OutboxEntry:
+    """Record an attempt as the delivery worker does."""
+    decision = decide(status, entry.attempts + 1, at.timestamp(), 0.0)
+    nxt = None
+    if decision.next_attempt_at is not None:
+        nxt = at + timedelta(seconds=decision.next_attempt_at - at.timestamp())
+    with engine.begin() as conn:
+        return outbox.record_attempt(conn, entry.id, status, decision, error=error, at=at,
+                                     next_attempt_at=nxt)
+
+
+def test_only_released_results_are_queued_once_per_destination(engine: Engine) -> None:
+    """Held results wait; a released one gets one entry per destination, found again never."""
+    users(engine)
+    ingest(engine, [result(sample="S1", value="5.0")], policy=ONE_STEP)
+    ingest(engine, [result(sample="S2", value="5.1")], raw=RAW + b"2", policy=ONE_STEP)
+    assert enqueue(engine) == 0
+    release(engine, "S1")
+    assert (enqueue(engine), enqueue(engine), enqueue(engine, "fhir")) == (1, 0, 1)
+    [entry] = due(engine)
+    with engine.begin() as conn:
+        status = judgements.result_status(conn, entry.result_id)
+    assert (entry.accession, entry.test_code, entry.state, entry.attempts) == (
+        "S1", "GLU", EntryState.PENDING, 0)
+    assert entry.result_version_id == status.version_id
+    assert entry.control_id == control_id_for(status.version_id)
+
+
+def test_a_samples_entries_leave_in_order(engine: Engine) -> None:
+    """The second entry of a sample waits until the first is delivered; other samples do not."""
+    users(engine)
+    ingest(engine, [result(sample="S1", test="GLU"), result(sample="S1", test="UREA")],
+           policy=ONE_STEP)
+    ingest(engine, [result(sample="S2", value="5.1")], raw=RAW + b"2", policy=ONE_STEP)
+    release(engine, "S1")
+    release(engine, "S2")
+    assert enqueue(engine) == 3
+    first, other = due(engine)
+    assert (first.accession, first.test_code, other.accession) == ("S1", "GLU", "S2")
+    # AE: the first waits for its back-off, and its sample's next entry still waits for it
+    answer(engine, first, DeliveryStatus.RETRY, "database busy")
+    assert [e.accession for e in due(engine)] == ["S2"]
+    later = due(engine, now=LATER + timedelta(seconds=6))
+    assert [(e.accession, e.test_code) for e in later] == [("S1", "GLU"), ("S2", "GLU")]
+    answer(engine, later[0], DeliveryStatus.DELIVERED, at=LATER + timedelta(seconds=6))
+    assert [(e.accession, e.test_code) for e in due(engine, now=LATER + timedelta(seconds=7))] \
+        == [("S1", "UREA"), ("S2", "GLU")]
+
+
+def test_rejected_goes_dead_with_its_reason_and_a_person_can_retry_it(engine: Engine) -> None:
+    """AR: dead, with the HIS's text, audited; retry puts it back, due now; the chain holds."""
+    users(engine)
+    ingest(engine, [result()], policy=ONE_STEP)
+    release(engine, "S1")
+    enqueue(engine)
+    [entry] = due(engine)
+    dead = answer(engine, entry, DeliveryStatus.REJECTED, "unknown patient")
+    assert (dead.state, dead.attempts, dead.last_status, dead.last_error) == (
+        EntryState.DEAD, 1, "rejected", "unknown patient")
+    assert dead.next_attempt_at is None and due(engine) == []
+    with engine.begin() as conn:
+        assert [e.id for e in outbox.entries(conn, state=EntryState.DEAD)] == [entry.id]
+        again = outbox.retry(conn, entry.id, actor="lan", at=LATER + timedelta(hours=1),
+                             source="test")
+        with pytest.raises(StoreError, match="only a dead entry"):
+            outbox.retry(conn, entry.id, actor="lan", at=LATER, source="test")
+        assert verify_audit(conn) == []
+    assert again.state is EntryState.PENDING
+    [back] = due(engine, now=LATER + timedelta(hours=1))
+    delivered = answer(engine, back, DeliveryStatus.DELIVERED, at=LATER + timedelta(hours=1))
+    assert (delivered.state, delivered.attempts, delivered.delivered_at) == (
+        EntryState.DELIVERED, 2, LATER + timedelta(hours=1))
+    with engine.begin() as conn, pytest.raises(StoreError, match="not pending"):
+        outbox.record_attempt(conn, back.id, DeliveryStatus.DELIVERED,
+                              decide(DeliveryStatus.DELIVERED, 3, 0, 0), error="", at=LATER,
+                              next_attempt_at=None)
+
+
+def test_an_unreleased_correction_is_not_queued(engine: Engine) -> None:
+    """A released result corrected: the new version waits for its own release; the
+    original's entry stays as it was."""
+    users(engine)
+    ingest(engine, [result()], policy=ONE_STEP)
+    release(engine, "S1")
+    enqueue(engine)
+    [original] = due(engine)
+    with engine.begin() as conn:
+        [version] = repo.result_versions(conn, original.result_id)
+        repo.correct_result(conn, version.id, dataclasses.replace(version.content,
+                                                                  value_raw="5.6"),
+                            reason="transcription", author="lan", at=LATER, source="test")
+    assert enqueue(engine) == 0  # the correction is not released yet
+    with engine.begin() as conn:
+        status = judgements.result_status(conn, original.result_id)
+    assert status.version_id != original.result_version_id
+    assert [e.result_version_id for e in due(engine)] == [original.result_version_id]
