@@ -7,7 +7,9 @@ each attempt the entry's fate follows from the destination's answer alone:
 * REJECTED (AR/CR or an unknown code): sending the same bytes again will not
   help, so the entry goes to the dead-letter list with the HIS's text, to be
   retried by a person once the cause is fixed.
-* RETRY (AE/CE), TIMEOUT, CONNECTION_LOST, NOT_SENT: tried again after an
+* RETRY (AE/CE), TIMEOUT, CONNECTION_LOST, NOT_SENT, NOT_BUILT (the message
+  could not be made yet, e.g. the sample has no patient identifier until
+  its order arrives): tried again after an
   exponential back-off with jitter, without limit. The back-off is capped
   (15 minutes by default) so that after an overnight outage the first
   results go out within one cap of the HIS coming back, and the jitter keeps
@@ -31,6 +33,7 @@ class DeliveryStatus(enum.Enum):
     TIMEOUT = "timeout"  #: no matching ACK in time; the HIS may or may not have it
     CONNECTION_LOST = "connection-lost"  #: lost before the ACK; the HIS may or may not have it
     NOT_SENT = "not-sent"  #: never written (not connected, or the client stopped)
+    NOT_BUILT = "not-built"  #: no correct message could be made yet (e.g. no patient ID)
 
 
 class EntryState(enum.Enum):
@@ -85,12 +88,16 @@ class Decision:
     next_attempt_at: float | None
 
 
+#: The back-off used unless a destination configures its own.
+DEFAULT_BACKOFF = Backoff()
+
 _RETRIED = frozenset({DeliveryStatus.RETRY, DeliveryStatus.TIMEOUT,
-                      DeliveryStatus.CONNECTION_LOST, DeliveryStatus.NOT_SENT})
+                      DeliveryStatus.CONNECTION_LOST, DeliveryStatus.NOT_SENT,
+                      DeliveryStatus.NOT_BUILT})
 
 
 def decide(status: DeliveryStatus, attempts: int, now: float, rand: float,
-           backoff: Backoff = Backoff()) -> Decision:
+           backoff: Backoff = DEFAULT_BACKOFF) -> Decision:
     """The fate of an entry whose attempt number ``attempts`` ended in ``status`` at ``now``."""
     if status is DeliveryStatus.DELIVERED:
         return Decision(EntryState.DELIVERED, None)

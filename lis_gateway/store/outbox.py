@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, exists, insert, select, update
 from sqlalchemy.orm import aliased
 
-from lis_gateway.lifecycle import ResultState
+from lis_gateway.lifecycle import Action, ResultState
 from lis_gateway.outbound.delivery import Decision, DeliveryStatus, EntryState, control_id_for
 from lis_gateway.store import schema as s
 from lis_gateway.store._common import NotFoundError, StoreError, as_utc, require_aware
 from lis_gateway.store.audit import append_audit
+from lis_gateway.store.repository import ResultContent, result_versions, sample_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,33 @@ class OutboxEntry:
                 "next_attempt_at": iso(self.next_attempt_at), "last_status": self.last_status,
                 "last_error": self.last_error, "created_at": iso(self.created_at),
                 "delivered_at": iso(self.delivered_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundResult:
+    """What the store knows of one outbox entry's result version.
+
+    Attributes:
+        control_id: the entry's MSH-10.
+        accession: the sample's barcode (ORC-3/OBR-3).
+        analyzer: the analyzer's configured name (OBX-18).
+        content: the version's content.
+        corrected: the version supersedes an earlier one.
+        hospital_id, national_id, insurance_card: the sample's patient identifiers.
+        responsible: username of the person who released it ("" for a rule).
+        responsible_name: that person's display name.
+    """
+
+    control_id: str
+    accession: str
+    analyzer: str
+    content: ResultContent
+    corrected: bool
+    hospital_id: str = ""
+    national_id: str = ""
+    insurance_card: str = ""
+    responsible: str = ""
+    responsible_name: str = ""
 
 
 def _entries_query() -> Any:
@@ -203,3 +231,38 @@ def entries(conn: Connection, *, destination: str | None = None,
     if state is not None:
         q = q.where(s.outbox.c.state == state.value)
     return [_entry(row) for row in conn.execute(q.order_by(s.outbox.c.id))]
+
+
+def payload(conn: Connection, entry_id: int) -> OutboundResult:
+    """Everything the message of one entry needs, read in one transaction.
+
+    The responsible person is the user who released the version, else the
+    last user who validated or approved it ("" when rules alone released it).
+
+    Raises:
+        NotFoundError: no such entry.
+    """
+    entry = get(conn, entry_id)
+    [version] = [v for v in result_versions(conn, entry.result_id)
+                 if v.id == entry.result_version_id]
+    ids = sample_ids(conn, entry.accession)
+    ev, u = s.validation_events, s.users
+    people = conn.execute(
+        select(ev.c.action, u.c.username, u.c.display_name)
+        .join(u, u.c.id == ev.c.user_id)
+        .where(ev.c.result_version_id == entry.result_version_id,
+               ev.c.action.in_([a.value for a in (Action.VALIDATE, Action.APPROVE,
+                                                  Action.RELEASE)]))
+        .order_by(ev.c.id)).all()
+    username = display = ""
+    for row in people:
+        username, display = row.username, row.display_name
+    analyzer = conn.execute(
+        select(s.analyzers.c.name).join(s.results, s.results.c.analyzer_id == s.analyzers.c.id)
+        .where(s.results.c.id == entry.result_id)).scalar_one()
+    return OutboundResult(
+        control_id=entry.control_id, accession=entry.accession, analyzer=analyzer,
+        content=version.content, corrected=version.supersedes_id is not None,
+        hospital_id=ids.hospital_id or "", national_id=ids.national_id or "",
+        insurance_card=ids.insurance_card or "", responsible=username,
+        responsible_name=display)

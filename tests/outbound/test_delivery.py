@@ -24,9 +24,10 @@ def test_acknowledged_is_delivered_and_rejected_is_dead() -> None:
     assert decide(D.REJECTED, 4, 100.0, 0.3) == Decision(EntryState.DEAD, None)
 
 
-@pytest.mark.parametrize("status", [D.RETRY, D.TIMEOUT, D.CONNECTION_LOST, D.NOT_SENT])
+@pytest.mark.parametrize("status", [D.RETRY, D.TIMEOUT, D.CONNECTION_LOST, D.NOT_SENT,
+                                    D.NOT_BUILT])
 def test_everything_else_is_tried_again_later(status: DeliveryStatus) -> None:
-    """AE, silence, a dropped connection and no connection: pending, after the back-off."""
+    """AE, silence, a dropped or missing connection, no message yet: pending, backed off."""
     assert decide(status, 1, 100.0, 0.0) == Decision(EntryState.PENDING, 102.5)
     assert decide(status, 3, 100.0, 0.999).next_attempt_at == pytest.approx(100 + 19.99)
 

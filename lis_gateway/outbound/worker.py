@@ -1,0 +1,182 @@
+"""Drains the outbox of one HL7 MLLP destination (the thin Twisted part).
+
+One loop per destination, one message in flight at a time:
+
+1. in one transaction: queue newly released versions
+   (:func:`lis_gateway.store.outbox.enqueue_released`), pick the oldest due
+   entry (a sample's entries in order) and read what its message needs;
+2. build the ORU^R01 (:func:`lis_gateway.outbound.compose.compose_oru`);
+3. send it through :class:`~lis_gateway.outbound.sender.HisClient` (which
+   reconnects by itself and waits for the ACK under its timeout);
+4. in one transaction: record the answer and the decision of
+   :func:`lis_gateway.outbound.delivery.decide` (delivered, retried after a
+   back-off, or dead-lettered).
+
+Then straight to the next entry, or a poll interval later when nothing is
+due. A crash between 3 and 4 leaves the entry pending, so it is sent again
+with the same MSH-10: at least once, recognisably. Logs carry the entry id,
+control ID and status, never patient data.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection
+from structlog.typing import FilteringBoundLogger
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
+
+from lis_gateway.hl7.datatypes import HierarchicDesignator, MessageRoute
+from lis_gateway.hl7.errors import BuildError
+from lis_gateway.ingest import RunsWork
+from lis_gateway.outbound.compose import compose_oru
+from lis_gateway.outbound.delivery import DEFAULT_BACKOFF, Backoff, DeliveryStatus, decide
+from lis_gateway.outbound.sender import DeliveryReport, HisClient
+from lis_gateway.store import outbox
+
+#: Seconds between looks at the outbox when nothing was due.
+POLL_INTERVAL = 2.0
+
+
+def _next_entry(conn: Connection, destination: str, now: datetime
+                ) -> tuple[outbox.OutboxEntry, outbox.OutboundResult] | None:
+    outbox.enqueue_released(conn, destination, now)
+    found = outbox.due(conn, destination, now, 1)
+    if not found:
+        return None
+    return found[0], outbox.payload(conn, found[0].id)
+
+
+class OutboxWorker(Service):
+    """Sends one destination's outbox entries over MLLP, one at a time.
+
+    Args:
+        destination: the destination's configured name (the outbox key).
+        pool: runs store work in transactions off the reactor thread.
+        client: the HIS connection (started and stopped with this service).
+        clock: the only time source (``seconds()`` is Unix time under a reactor).
+        route: MSH-3..6 of the messages.
+        hospital: assigning authority of hospital patient IDs (PID-3 CX.4).
+        poll_interval: seconds between looks when nothing is due.
+        backoff: retry delays.
+        rand: uniform numbers in [0, 1) for the jitter.
+        log: a logger bound to the destination.
+    """
+
+    def __init__(self, destination: str, pool: RunsWork, client: HisClient,
+                 clock: IReactorTime, route: MessageRoute, *,
+                 hospital: HierarchicDesignator | None = None,
+                 poll_interval: float = POLL_INTERVAL, backoff: Backoff = DEFAULT_BACKOFF,
+                 rand: Callable[[], float] = random.random,
+                 log: FilteringBoundLogger | None = None) -> None:
+        self.destination = destination
+        self._pool, self._client, self._clock, self._route = pool, client, clock, route
+        self._hospital = hospital
+        self.poll_interval = poll_interval
+        self._backoff, self._rand = backoff, rand
+        self._log: FilteringBoundLogger = (
+            log if log is not None
+            else structlog.get_logger("lis_gateway.outbox").bind(destination=destination))
+        self._call: IDelayedCall | None = None
+        self._busy = False
+        self._sending: Deferred[DeliveryReport] | None = None
+        #: Fires when the loop is idle after stopService.
+        self._idle: Deferred[None] | None = None
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.seconds(), UTC)
+
+    def startService(self) -> None:
+        """Connect and start draining."""
+        super().startService()
+        self._client.startService()
+        self._schedule(0)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop after the current database step; an unanswered message stays pending."""
+        super().stopService()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        if self._sending is not None:
+            self._sending.cancel()
+        stopped = self._client.stopService()
+        if not self._busy:
+            return stopped
+        self._idle = Deferred()
+        return self._idle.addCallback(lambda _: stopped)
+
+    def _schedule(self, delay: float) -> None:
+        if self.running and self._call is None:
+            self._call = self._clock.callLater(delay, self._tick)
+
+    def _done(self, delay: float) -> None:
+        self._busy = False
+        if self._idle is not None:
+            idle, self._idle = self._idle, None
+            idle.callback(None)
+            return
+        self._schedule(delay)
+
+    def _tick(self) -> None:
+        self._call = None
+        if self._busy or not self.running:
+            return
+        self._busy = True
+        d = self._pool.run(_next_entry, self.destination, self._now())
+        d.addCallback(self._got)
+        d.addErrback(self._failed, "outbox-read-failed")
+
+    def _got(self, found: tuple[outbox.OutboxEntry, outbox.OutboundResult] | None
+             ) -> Deferred[Any] | None:
+        if found is None:
+            self._done(self.poll_interval)
+            return None
+        entry, item = found
+        if not self.running:
+            self._done(0)
+            return None
+        try:
+            message = compose_oru(item, self._route, self._now(), self._hospital)
+        except BuildError as exc:
+            return self._record(entry, DeliveryStatus.NOT_BUILT, str(exc))
+        self._sending = self._client.send(message)
+        self._sending.addCallback(self._answered, entry)
+        return self._sending
+
+    def _answered(self, report: DeliveryReport, entry: outbox.OutboxEntry) -> Deferred[Any]:
+        self._sending = None
+        return self._record(entry, report.status, report.text)
+
+    def _record(self, entry: outbox.OutboxEntry, status: DeliveryStatus,
+                text: str) -> Deferred[Any]:
+        now = self._clock.seconds()
+        attempts = entry.attempts + 1
+        decision = decide(status, attempts, now, self._rand(), self._backoff)
+        at = datetime.fromtimestamp(now, UTC)
+        nxt = (at + timedelta(seconds=decision.next_attempt_at - now)
+               if decision.next_attempt_at is not None else None)
+        self._log.info("outbox-attempt", entry=entry.id, control_id=entry.control_id,
+                       status=status.value, attempts=attempts, state=decision.state.value)
+        d = self._pool.run(outbox.record_attempt, entry.id, status, decision, error=text, at=at,
+                           next_attempt_at=nxt)
+        d.addCallback(lambda _: self._done(0))
+        d.addErrback(self._failed, "outbox-record-failed")
+        return d
+
+    def _failed(self, failure: Failure, event: str) -> None:
+        self._sending = None
+        if failure.check(CancelledError) is not None:  # stopService while waiting for the ACK
+            self._done(0)
+            return
+        # Only the exception's type: database errors quote statement parameters,
+        # which may be patient data.
+        self._log.error(event, kind=failure.type.__name__ if failure.type else "")
+        self._done(self.poll_interval)

@@ -1,0 +1,76 @@
+"""The ORU^R01 of one outbox entry: value types, F/C status, hl7apy STRICT v2.5.1."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from lis_gateway.hl7.datatypes import HierarchicDesignator, MessageRoute
+from lis_gateway.hl7.errors import BuildError
+from lis_gateway.hl7.message import parse_message
+from lis_gateway.hl7.oru import NumericValue, StructuredNumeric, TextValue
+from lis_gateway.outbound.compose import compose_oru, observation_value
+from lis_gateway.store.outbox import OutboundResult
+from lis_gateway.store.repository import ResultContent
+
+from ..hl7.test_oru import check_value_type, strict_251
+
+NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+ROUTE = MessageRoute(sending_application=HierarchicDesignator("LIS_GATEWAY"),
+                     receiving_application=HierarchicDesignator("HIS"))
+CONTENT = ResultContent(
+    value_raw="5.4", number=Decimal("5.40"), unit_raw="mmol/L", unit_ucum="mmol/L", code="GLU",
+    loinc="2345-7", flags=("N",), instrument_flags=(), reference_range="3.9-6.1", status="F",
+    critical="", problems=(), mapping_version="v1",
+    result_time=datetime(2026, 11, 1, 8, 0, tzinfo=UTC))
+ITEM = OutboundResult(control_id="LG17", accession="S1", analyzer="cobas", content=CONTENT,
+                      corrected=False, hospital_id="H42", national_id="079000000001",
+                      responsible="dr_minh", responsible_name="Nguyen Minh")
+
+
+def segment(message: bytes, name: str) -> list[str]:
+    """The fields of the first segment called ``name``."""
+    return next(s for s in message.decode().split("\r") if s.startswith(name)).split("|")
+
+
+@pytest.mark.parametrize(("raw", "number", "expected"), [
+    ("5.4", Decimal("5.40"), NumericValue(Decimal("5.40"))),  # the exact converted number
+    ("<0.5", Decimal("0.5"), StructuredNumeric("<", Decimal("0.5"))),
+    ("1:128", None, StructuredNumeric("", Decimal("1"), ":", Decimal("128"))),
+    ("2+", None, StructuredNumeric("", Decimal("2"), "+")),
+    ("Positive", None, TextValue("Positive")),
+])
+def test_value_type_follows_the_stored_content(raw: str, number: Decimal | None,
+                                               expected: object) -> None:
+    """NM for numbers, SN for comparators, ratios and 2+, ST for text."""
+    assert observation_value(dataclasses.replace(CONTENT, value_raw=raw,
+                                                 number=number)) == expected
+
+
+def test_final_and_corrected_messages_validate_strictly() -> None:
+    """F for a first version, C (OBX-11 and OBR-25) for a correction; both STRICT-valid."""
+    final = compose_oru(ITEM, ROUTE, NOW, HierarchicDesignator("BV_TEST"))
+    corrected = compose_oru(dataclasses.replace(ITEM, corrected=True), ROUTE, NOW,
+                            HierarchicDesignator("BV_TEST"))
+    for message, status in ((final, "F"), (corrected, "C")):
+        strict_251(message)
+        obx = segment(message, "OBX")
+        check_value_type(obx[2], obx[5])
+        assert (obx[11], segment(message, "OBR")[25]) == (status, status)
+        assert parse_message(message).control_id == "LG17"
+        assert obx[16] == "dr_minh^Nguyen^Minh"
+
+
+def test_what_cannot_make_a_message_says_why() -> None:
+    """No patient identifier, no value, an unknown flag: BuildError with the reason."""
+    no_patient = dataclasses.replace(ITEM, hospital_id="", national_id="")
+    with pytest.raises(BuildError, match="hospital ID, a national ID"):
+        compose_oru(no_patient, ROUTE, NOW)
+    with pytest.raises(BuildError, match="no value"):
+        observation_value(dataclasses.replace(CONTENT, value_raw=" ", number=None))
+    with pytest.raises(BuildError):
+        compose_oru(dataclasses.replace(ITEM, content=dataclasses.replace(
+            CONTENT, flags=("??",))), ROUTE, NOW, HierarchicDesignator("BV_TEST"))
