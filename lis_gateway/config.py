@@ -19,6 +19,16 @@ The accepted shape::
     autoverified_skips_technician = false
     distinct_approver = true              # the approver is not the validator
 
+    [[destinations]]                      # optional: where released results go
+    name = "his"                          # the outbox key; keep it stable
+    type = "hl7-mllp"                     # ORU^R01 v2.5.1 over MLLP
+    host = "127.0.0.1"
+    port = 2575
+    # ack_timeout = 30                    # seconds the HIS has to answer
+    # retry_first = 5  retry_cap = 900    # back-off: first delay, longest delay (s)
+    # hospital = "BV_BACHMAI"             # PID-3 CX.4 of hospital patient IDs
+    # sending_facility, receiving_application, receiving_facility  (MSH-4..6)
+
     [[analyzers]]
     name = "chem1"
     driver = "roche-cobas"
@@ -46,7 +56,12 @@ from typing import TYPE_CHECKING, Any
 
 import drivers
 from lis_gateway.lifecycle import GroupPolicy, Policies, Policy
-from lis_gateway.linkspec import LinkSpec
+from lis_gateway.linkspec import (
+    DESTINATION_TYPES,
+    PLANNED_DESTINATION_TYPES,
+    DestinationSpec,
+    LinkSpec,
+)
 from lis_gateway.rules import RuleSet
 
 if TYPE_CHECKING:
@@ -94,6 +109,7 @@ class GatewayConfig:
         rule_set: the rules read from it (checked when the configuration is loaded).
         policy: the validation steps the lab requires (``[lifecycle]``), per test group
             (``[[lifecycle.groups]]``) with a default for the other tests.
+        destinations: where released results are delivered (``[[destinations]]``).
     """
 
     file: Path
@@ -104,6 +120,7 @@ class GatewayConfig:
     rules_file: Path | None = None
     rule_set: RuleSet | None = None
     policy: Policies = field(default_factory=Policies)
+    destinations: tuple[DestinationSpec, ...] = ()
 
     def links(self) -> list[LinkSpec]:
         """The analyzers as :class:`lis_gateway.service.LinkSpec` objects."""
@@ -204,7 +221,7 @@ class _Checker:
 
     def config(self, doc: Mapping[str, Any], file: Path) -> GatewayConfig | None:
         self.unknown("", doc, frozenset({"database", "analyzers", "mappings", "wire", "rules",
-                                           "lifecycle"}))
+                                           "lifecycle", "destinations"}))
         database = self.table(doc, "database", required=True)
         self.unknown("database", database, frozenset({"url"}))
         url = self.string("database", database, "url", required=True) if database else None
@@ -220,12 +237,14 @@ class _Checker:
         rules_file, rule_set = self.rules(self.table(doc, "rules", required=False))
         policy = self.policy(self.table(doc, "lifecycle", required=False))
         analyzers = self.analyzers(doc.get("analyzers"))
-        if url is None or analyzers is None:
+        destinations = self.destinations(doc.get("destinations"))
+        if url is None or analyzers is None or destinations is None:
             return None
         return GatewayConfig(file=file, database_url=url, analyzers=analyzers,
                              mapping_directories=(*directories, SHIPPED_MAPPINGS),
                              record_dir=None if record is None else self.path(record),
-                             rules_file=rules_file, rule_set=rule_set, policy=policy)
+                             rules_file=rules_file, rule_set=rule_set, policy=policy,
+                             destinations=destinations)
 
     def rules(self, table: Mapping[str, Any]) -> tuple[Path | None, RuleSet | None]:
         from lis_gateway.rules_file import RulesError, load_rules
@@ -398,6 +417,68 @@ class _Checker:
             return None
         analyzer = LinkSpec(name=name, driver=spec, transport=transport, **fields)
         return analyzer
+
+
+    def destinations(self, value: object) -> tuple[DestinationSpec, ...] | None:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem("destinations", f"expected [[destinations]] tables, got {_kind(value)}")
+            return None
+        out: list[DestinationSpec] = []
+        names: dict[str, int] = {}
+        for i, item in enumerate(value):
+            where = f"destinations[{i}]"
+            if not isinstance(item, dict):
+                self.problem(where, f"expected a table, got {_kind(item)}")
+                continue
+            destination = self.destination(where, item)
+            if destination is None:
+                continue
+            if destination.name in names:
+                self.problem(f"{where}.name", f"{destination.name!r} is already the name of "
+                             f"destinations[{names[destination.name]}]")
+                continue
+            names[destination.name] = i
+            out.append(destination)
+        return tuple(out) if len(out) == len(value) else None
+
+    def destination(self, where: str, item: Mapping[str, Any]) -> DestinationSpec | None:
+        before = len(self.problems)
+        self.unknown(where, item, _DESTINATION_KEYS)
+        name = self.string(where, item, "name", required=True)
+        kind = self.string(where, item, "type", required=True)
+        if kind in PLANNED_DESTINATION_TYPES:
+            self.problem(f"{where}.type", f"{kind!r} destinations are not built yet; this "
+                         f"version delivers to {', '.join(DESTINATION_TYPES)}")
+        elif kind is not None and kind not in DESTINATION_TYPES:
+            self.problem(f"{where}.type", f"expected {', '.join(DESTINATION_TYPES)}, "
+                         f"got {kind!r}")
+        host = self.string(where, item, "host", required=True)
+        port = self.integer(where, item, "port", 1, 65535)
+        if "port" not in item:
+            self.problem(f"{where}.port", "missing (expected an integer from 1 to 65535)")
+        timeout = self.integer(where, item, "ack_timeout", 1, 3600)
+        first = self.integer(where, item, "retry_first", 1, 3600)
+        cap = self.integer(where, item, "retry_cap", 1, 86400)
+        first_s, cap_s = float(first or 5), float(cap or 900)
+        if cap_s < first_s:
+            self.problem(f"{where}.retry_cap", f"must not be below retry_first ({first_s:g})")
+        names = {key: self.string(where, item, key, required=False) or ""
+                 for key in ("hospital", "sending_facility", "receiving_application",
+                             "receiving_facility")}
+        if len(self.problems) > before or None in (name, kind, host, port):
+            return None
+        assert name is not None and kind is not None and host is not None and port is not None
+        return DestinationSpec(name=name, type=kind, host=host, port=port,
+                               ack_timeout=30.0 if timeout is None else float(timeout),
+                               retry_first=first_s, retry_cap=cap_s, **names)
+
+
+_DESTINATION_KEYS = frozenset({"name", "type", "host", "port", "ack_timeout", "retry_first",
+                               "retry_cap", "hospital",
+                               "sending_facility", "receiving_application",
+                               "receiving_facility"})
 
 
 def _host_port(text: str) -> tuple[str, int] | None:

@@ -61,3 +61,42 @@ class LinkSpec:
             parity=d.parity if self.parity is None else self.parity,
             stopbits=d.stopbits if self.stopbits is None else self.stopbits,
         )
+
+
+#: The destination types the configuration accepts; only these are built so far.
+DESTINATION_TYPES = ("hl7-mllp",)
+#: Destination types named by the design but not built yet (a clear error, not a silent no-op).
+PLANNED_DESTINATION_TYPES = ("rest-json", "fhir", "file")
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationSpec:
+    """One configured destination of released results (``[[destinations]]``).
+
+    Attributes:
+        name: unique name; the outbox key (renaming a destination re-sends everything).
+        type: ``hl7-mllp``.
+        host, port: where the HIS listens for MLLP.
+        ack_timeout: seconds the HIS has to acknowledge each message.
+        hospital: PID-3 CX.4 namespace of hospital patient IDs (the hospital's code).
+        sending_facility: MSH-4 namespace.
+        receiving_application, receiving_facility: MSH-5 and MSH-6 namespaces.
+        retry_first, retry_cap: seconds of the first retry delay and the longest one.
+    """
+
+    name: str
+    type: str
+    host: str
+    port: int
+    ack_timeout: float = 30.0
+    hospital: str = ""
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    retry_first: float = 5.0
+    retry_cap: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.type not in DESTINATION_TYPES:
+            raise ValueError(f"destination {self.name!r}: type {self.type!r} is not one of "
+                             f"{', '.join(DESTINATION_TYPES)}")

@@ -39,11 +39,12 @@ from lis_gateway.adapters.tcp import (
     ProtocolBuilder,
     make_client_service,
 )
-from lis_gateway.linkspec import LinkSpec
+from lis_gateway.linkspec import DestinationSpec, LinkSpec
 from lis_gateway.wire import Recorder, TeeRecorder, open_recorder
 
 if TYPE_CHECKING:
     from lis_gateway.config import GatewayConfig
+    from lis_gateway.ingest import RunsWork
 
 #: Seconds to wait for an outgoing TCP connection before counting it failed.
 CONNECT_TIMEOUT = 10.0
@@ -130,6 +131,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
         on_running: Callable[[MultiService, Any], Deferred[Any] | None] | None = None,
         after_stop: Callable[[], object] | None = None,
         recorders: RecorderFactory | None = None,
+        extra_services: Callable[[Any], Sequence[IService]] | None = None,
         ) -> int:
     """Run the links on the global reactor until stopped (Ctrl-C, SIGTERM, ``duration``).
 
@@ -142,6 +144,8 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
         after_stop: called once the links have stopped and the reactor shuts
             down (e.g. to stop the database pool).
         recorders: gives each connection a recorder besides the files (the store).
+        extra_services: given the reactor, services started and stopped with the
+            links (the outbox workers).
 
     Returns:
         The exit status: 0 after a clean stop, 1 if starting failed.
@@ -152,6 +156,8 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
 
     log: FilteringBoundLogger = structlog.get_logger("lis_gateway.service")
     root = make_service(links, reactor, sink_factory, recorders)
+    for service in extra_services(reactor) if extra_services is not None else ():
+        service.setServiceParent(root)
     status = [0]
 
     def stop_reactor() -> None:
@@ -199,6 +205,32 @@ def _install_stop_signals(request_stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def destination_service(destination: DestinationSpec, pool: RunsWork, reactor: Any
+                        ) -> IService:
+    """The outbox worker of one ``[[destinations]]`` entry (HL7 MLLP to the HIS)."""
+    from twisted.internet.endpoints import HostnameEndpoint
+
+    from lis_gateway.hl7.datatypes import HierarchicDesignator, MessageRoute
+    from lis_gateway.outbound.delivery import Backoff
+    from lis_gateway.outbound.sender import HisClient
+    from lis_gateway.outbound.worker import OutboxWorker
+
+    log = structlog.get_logger("lis_gateway.outbox").bind(destination=destination.name)
+    endpoint = HostnameEndpoint(reactor, destination.host, destination.port)
+    client = HisClient(endpoint, reactor, ack_timeout=destination.ack_timeout, log=log)
+    route = MessageRoute(
+        sending_application=HierarchicDesignator("LIS_GATEWAY"),
+        sending_facility=HierarchicDesignator(destination.sending_facility),
+        receiving_application=HierarchicDesignator(destination.receiving_application),
+        receiving_facility=HierarchicDesignator(destination.receiving_facility))
+    hospital = HierarchicDesignator(destination.hospital) if destination.hospital else None
+    backoff = Backoff(first=destination.retry_first, cap=destination.retry_cap)
+    worker = OutboxWorker(destination.name, pool, client, reactor, route, hospital=hospital,
+                          backoff=backoff, log=log)
+    worker.setName(f"outbox:{destination.name}")
+    return worker
 
 
 def run_gateway(config: GatewayConfig, *,
@@ -265,10 +297,13 @@ def run_gateway(config: GatewayConfig, *,
         return StoreRecorder(link.name, link.driver.name, link.transport, pool, reactor,
                              peer=f"session {session}")
 
+    def outbox_workers(reactor: Any) -> list[IService]:
+        return [destination_service(d, pool, reactor) for d in config.destinations]
+
     pool.start()
     try:
         return run(links, sink_for, on_running=on_running, after_stop=pool.stop,
-                   recorders=recorder_for)
+                   recorders=recorder_for, extra_services=outbox_workers)
     finally:
         if pool.threadpool.started:  # the reactor never ran the shutdown triggers
             pool.stop()

@@ -218,3 +218,77 @@ tests = []
     assert "lifecycle.groups[1].tests" in text and "already in group 'haematology'" in text
     assert "lifecycle.groups[1].distinct_approver" in text
     assert "lifecycle.groups[2].tests" in text
+
+
+ONE_ANALYZER = analyzer('name = "chem1"\ndriver = "roche-cobas"\ntransport = "tcp-server"\n'
+                        'listen = "127.0.0.1:0"\n')
+
+
+def test_destinations_load_with_their_defaults(tmp_path: Path) -> None:
+    """The issue's [[destinations]] example loads; unset keys take the documented defaults."""
+    config = parse_config(ONE_ANALYZER + b"""
+[[destinations]]
+name = "his"
+type = "hl7-mllp"
+host = "127.0.0.1"
+port = 2575
+[[destinations]]
+name = "his2"
+type = "hl7-mllp"
+host = "his.local"
+port = 2576
+ack_timeout = 10
+retry_first = 2
+retry_cap = 60
+hospital = "BV_TEST"
+receiving_application = "HIS"
+""", tmp_path / "gw.toml")
+    first, second = config.destinations
+    assert (first.name, first.host, first.port, first.ack_timeout, first.retry_first,
+            first.retry_cap, first.hospital) == ("his", "127.0.0.1", 2575, 30.0, 5.0, 900.0, "")
+    assert (second.ack_timeout, second.retry_first, second.retry_cap, second.hospital,
+            second.receiving_application) == (10.0, 2.0, 60.0, "BV_TEST", "HIS")
+    assert parse_config(ONE_ANALYZER, tmp_path / "gw.toml").destinations == ()
+
+
+def test_bad_destinations_are_located(tmp_path: Path) -> None:
+    """Planned-but-unbuilt types, unknown keys, missing port, duplicates, cap below first."""
+    got = problems(ONE_ANALYZER + b"""
+[[destinations]]
+name = "fhir"
+type = "fhir"
+host = "x"
+port = 1
+[[destinations]]
+name = "his"
+type = "hl7-mllp"
+host = "x"
+colour = "red"
+[[destinations]]
+name = "a"
+type = "hl7-mllp"
+host = "x"
+port = 1
+retry_first = 60
+retry_cap = 10
+[[destinations]]
+name = "b"
+type = "hl7-mllp"
+host = "x"
+port = 1
+[[destinations]]
+name = "b"
+type = "hl7-mllp"
+host = "y"
+port = 2
+""", tmp_path)
+    assert got == (
+        "destinations[0].type: 'fhir' destinations are not built yet; this version "
+        "delivers to hl7-mllp",
+        "destinations[1].colour: unknown key (expected one of ack_timeout, hospital, host, "
+        "name, port, receiving_application, receiving_facility, retry_cap, retry_first, "
+        "sending_facility, type)",
+        "destinations[1].port: missing (expected an integer from 1 to 65535)",
+        "destinations[2].retry_cap: must not be below retry_first (60)",
+        "destinations[4].name: 'b' is already the name of destinations[3]",
+    )

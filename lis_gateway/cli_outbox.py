@@ -1,0 +1,108 @@
+"""``lis-gateway outbox list|retry``: where released results are on their way to the HIS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lis_gateway.cli_store import _load_config, _now, _safe_url, _source, _store, config_option
+
+
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    """Print outbox entries (oldest first), optionally of one destination and state."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from lis_gateway.outbound.delivery import EntryState
+    from lis_gateway.store import outbox
+
+    config = _load_config(args)
+    if config is None:
+        return 2
+    try:
+        engine = _store(config)
+    except SQLAlchemyError as exc:
+        print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        with engine.begin() as conn:
+            for destination in config.destinations:  # what is released but not queued yet
+                outbox.enqueue_released(conn, destination.name, _now())
+            entries = outbox.entries(conn, destination=args.destination,
+                                     state=None if args.state is None
+                                     else EntryState(args.state))
+    finally:
+        engine.dispose()
+    for entry in entries:
+        if args.json:
+            print(json.dumps(entry.to_dict(), ensure_ascii=False))
+            continue
+        when = (f"next {entry.next_attempt_at:%Y-%m-%d %H:%M:%S}Z"
+                if entry.next_attempt_at is not None and entry.state is EntryState.PENDING
+                else "")
+        why = f"  {entry.last_status}: {entry.last_error}" if entry.last_error else (
+            f"  {entry.last_status}" if entry.last_status else "")
+        print(f"{entry.id}\t{entry.destination}\t{entry.accession}\t{entry.test_code}\t"
+              f"{entry.control_id}\t{entry.state.value}\t{entry.attempts} attempt(s)\t"
+              f"{when}{why}")
+    return 0
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    """Put dead-lettered entries back in line (audited under the user's name)."""
+    from lis_gateway.store import outbox, repository
+    from lis_gateway.store._common import StoreError
+
+    config = _load_config(args)
+    if config is None:
+        return 2
+    engine = _store(config)
+    status = 0
+    try:
+        with engine.begin() as conn:
+            try:
+                user = repository.get_user(conn, args.user)
+            except repository.NotFoundError:
+                print(f"no user {args.user!r}", file=sys.stderr)
+                return 2
+            if not user.active:
+                print(f"user {args.user!r} is disabled", file=sys.stderr)
+                return 2
+        for entry_id in args.entries:
+            try:
+                with engine.begin() as conn:
+                    entry = outbox.retry(conn, entry_id, actor=user.username, at=_now(),
+                                         source=_source())
+            except StoreError as exc:
+                print(f"outbox entry {entry_id}: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            print(f"outbox entry {entry.id} ({entry.accession} {entry.test_code} to "
+                  f"{entry.destination}) is pending again")
+    finally:
+        engine.dispose()
+    return status
+
+
+def add_outbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``outbox`` subcommands."""
+    p = sub.add_parser("outbox", help="results on their way to the HIS")
+    outbox_sub = p.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    p = outbox_sub.add_parser(
+        "list", help="list outbox entries, oldest first",
+        description=("One line (or JSON object) per entry: destination, sample, test, "
+                     "control ID (MSH-10), state (pending, delivered, dead), attempts, "
+                     "next attempt and the destination's last answer. Released results "
+                     "not yet queued for a configured destination are queued first."))
+    p.add_argument("--destination", metavar="NAME")
+    p.add_argument("--state", choices=("pending", "delivered", "dead"))
+    p.add_argument("--json", action="store_true", help="one JSON object per entry")
+    config_option(p)
+    p.set_defaults(func=cmd_outbox_list)
+    p = outbox_sub.add_parser(
+        "retry", help="send dead-lettered entries again once the cause is fixed",
+        description="Put dead entries back in line, due now; audited with the user's name.")
+    p.add_argument("entries", nargs="+", type=int, metavar="ID")
+    p.add_argument("--user", required=True, metavar="NAME")
+    config_option(p)
+    p.set_defaults(func=cmd_outbox_retry)
