@@ -70,6 +70,9 @@ def compose_oru(item: OutboundResult, route: MessageRoute, now: datetime,
         BuildError: the result cannot make a correct message; the text says why.
     """
     c = item.content
+    if not c.code and not c.loinc:
+        raise BuildError(f"test {item.test_code!r} of analyzer {item.analyzer!r} is not mapped "
+                         "to a local code or LOINC: add it to the mapping table")
     code = ObservationCode(loinc=c.loinc, local=c.code, local_text=c.code)
     status = ObservationStatus.CORRECTED if item.corrected else ObservationStatus.FINAL
     report = ReportStatus.CORRECTED if item.corrected else ReportStatus.FINAL

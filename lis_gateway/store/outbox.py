@@ -66,6 +66,7 @@ class OutboundResult:
         control_id: the entry's MSH-10.
         accession: the sample's barcode (ORC-3/OBR-3).
         analyzer: the analyzer's configured name (OBX-18).
+        test_code: the analyzer's test code (for messages about the result).
         content: the version's content.
         corrected: the version supersedes an earlier one.
         hospital_id, national_id, insurance_card: the sample's patient identifiers.
@@ -76,6 +77,7 @@ class OutboundResult:
     control_id: str
     accession: str
     analyzer: str
+    test_code: str
     content: ResultContent
     corrected: bool
     hospital_id: str = ""
@@ -262,7 +264,8 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
         .where(s.results.c.id == entry.result_id)).scalar_one()
     return OutboundResult(
         control_id=entry.control_id, accession=entry.accession, analyzer=analyzer,
-        content=version.content, corrected=version.supersedes_id is not None,
+        test_code=entry.test_code, content=version.content,
+        corrected=version.supersedes_id is not None,
         hospital_id=ids.hospital_id or "", national_id=ids.national_id or "",
         insurance_card=ids.insurance_card or "", responsible=username,
         responsible_name=display)

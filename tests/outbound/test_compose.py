@@ -26,7 +26,8 @@ CONTENT = ResultContent(
     loinc="2345-7", flags=("N",), instrument_flags=(), reference_range="3.9-6.1", status="F",
     critical="", problems=(), mapping_version="v1",
     result_time=datetime(2026, 11, 1, 8, 0, tzinfo=UTC))
-ITEM = OutboundResult(control_id="LG17", accession="S1", analyzer="cobas", content=CONTENT,
+ITEM = OutboundResult(control_id="LG17", accession="S1", analyzer="cobas", test_code="GLU",
+                      content=CONTENT,
                       corrected=False, hospital_id="H42", national_id="079000000001",
                       responsible="dr_minh", responsible_name="Nguyen Minh")
 
@@ -65,10 +66,13 @@ def test_final_and_corrected_messages_validate_strictly() -> None:
 
 
 def test_what_cannot_make_a_message_says_why() -> None:
-    """No patient identifier, no value, an unknown flag: BuildError with the reason."""
+    """No patient identifier, not mapped, no value, an unknown flag: BuildError says why."""
     no_patient = dataclasses.replace(ITEM, hospital_id="", national_id="")
     with pytest.raises(BuildError, match="hospital ID, a national ID"):
         compose_oru(no_patient, ROUTE, NOW)
+    unmapped = dataclasses.replace(ITEM, content=dataclasses.replace(CONTENT, code="", loinc=""))
+    with pytest.raises(BuildError, match="test 'GLU' of analyzer 'cobas' is not mapped"):
+        compose_oru(unmapped, ROUTE, NOW, HierarchicDesignator("BV_TEST"))
     with pytest.raises(BuildError, match="no value"):
         observation_value(dataclasses.replace(CONTENT, value_raw=" ", number=None))
     with pytest.raises(BuildError):

@@ -1,0 +1,227 @@
+"""Released results reach an MLLP receiver through AE, silence, a dropped connection, AR
+and a gateway restart; the outbox says exactly what happened.
+
+Real parts: ``lis-gateway run --config`` in a subprocess on SQLite in
+``tmp_path``, the analyzer over loopback TCP (the sans-IO link in the
+instrument role), and an MLLP receiver written here on plain sockets (it
+shares no code with the gateway) that answers each message as scripted.
+python-hl7, not our parser, reads what it received. The hospital's order is
+played by filling the sample's patient identifiers in the store, as the
+orders interface will.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import hl7
+import pytest
+
+from lis_gateway.outbound.delivery import EntryState
+from lis_gateway.simulator import CHEMISTRY, chemistry_message
+from lis_gateway.store import outbox
+from lis_gateway.store import repository as repo
+from lis_gateway.store.engine import make_engine
+
+from .test_crash import Gateway, send_recording_acks
+
+WHEN = datetime(2024, 5, 6, 7, 8, 9)
+SAMPLE = "C240001"
+TIMEOUT = 60.0
+CLI = [sys.executable, "-m", "lis_gateway"]
+#: The site's table for the simulator's chemistry codes (the shipped generic table is empty).
+MAPPING = """analyzer_code,local_code,national_code,appendix11_code,loinc,name_vi,name_en,\
+analyzer_unit,unit_ucum,factor,offset,decimals,critical_low,critical_high,autoverify_low,\
+autoverify_high
+GLU,GLU,,,2345-7,Glucose,Glucose,mmol/L,mmol/L,1,0,1,,,,
+CREA,CREA,,,2160-0,Creatinin,Creatinine,umol/L,umol/L,1,0,0,,,,
+UREA,UREA,,,22664-7,Ure,Urea,mmol/L,mmol/L,1,0,1,,,,
+ALT,ALT,,,1742-6,ALT,ALT,U/L,U/L,1,0,0,,,,
+NA,NA,,,2951-2,Natri,Sodium,mmol/L,mmol/L,1,0,0,,,,
+K,K,,,2823-3,Kali,Potassium,mmol/L,mmol/L,1,0,1,,,,
+"""
+
+
+class ScriptedReceiver:
+    """An MLLP listener answering the n-th message it receives with ``answers[n]``.
+
+    Answers: ``AA``, ``AE``, ``AR`` (an ACK with that MSA-1), ``silence`` (no
+    answer) or ``drop`` (close the connection); ``AA`` after the script ends.
+    """
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = answers
+        self.received: list[bytes] = []
+        self.connections = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buffer += data
+                while b"\x1c\r" in buffer:
+                    block, buffer = buffer.split(b"\x1c\r", 1)
+                    message = block.lstrip(b"\x0b")
+                    with self._lock:
+                        index = len(self.received)
+                        self.received.append(message)
+                    answer = self.answers[index] if index < len(self.answers) else "AA"
+                    if answer == "drop":
+                        return
+                    if answer == "silence":
+                        continue
+                    control = message.split(b"\r", 1)[0].split(b"|")[9]
+                    text = b"|unknown patient in HIS" if answer == "AR" else b""
+                    conn.sendall(b"\x0bMSH|^~\\&|HIS|HOSP|LIS_GATEWAY||20261122000000||"
+                                 b"ACK^R01^ACK|A" + control + b"|P|2.5.1\rMSA|"
+                                 + answer.encode() + b"|" + control + text + b"\r\x1c\r")
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def entries(url: str) -> list[outbox.OutboxEntry]:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            return outbox.entries(conn)
+    finally:
+        engine.dispose()
+
+
+def wait_until(url: str, done: object, what: str) -> list[outbox.OutboxEntry]:
+    """Poll the outbox until ``done(entries)`` holds (bounded by TIMEOUT)."""
+    assert callable(done)
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        got = entries(url)
+        if done(got):
+            return got
+        time.sleep(0.2)  # polling the database, not asserting on speed
+    raise AssertionError(f"{what} did not happen; outbox: {[e.to_dict() for e in got]}")
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*CLI, *args, "--config", str(config)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.integration
+def test_results_reach_the_his_through_every_kind_of_trouble(tmp_path: Path) -> None:
+    """AE, silence, a dropped connection, AR and a restart: every result delivered once
+    acknowledged, each resend with the same MSH-10, and the outbox exact throughout."""
+    # message 1: AE, 2: silence, 3: drop, 4: AA (entry 1 after 4 attempts);
+    # 5-8: AA (entries 2-5); 9: AR (entry 6 dead-lettered); after the retry: AA
+    receiver = ScriptedReceiver(["AE", "silence", "drop", "AA", "AA", "AA", "AA", "AA", "AR"])
+    db = tmp_path / "lis.db"
+    url = f"sqlite:///{db}"
+    config = tmp_path / "lis-gateway.toml"
+    config.write_text(f"""
+[database]
+url = "{url}"
+[mappings]
+directories = ["site-mappings"]
+[lifecycle]
+require_approval = false
+[[analyzers]]
+name = "chem1"
+driver = "generic-astm"
+transport = "tcp-server"
+listen = "127.0.0.1:0"
+[[destinations]]
+name = "his"
+type = "hl7-mllp"
+host = "127.0.0.1"
+port = {receiver.port}
+ack_timeout = 1
+retry_first = 1
+retry_cap = 2
+hospital = "BV_TEST"
+""", encoding="utf-8")
+    log = tmp_path / "gateway.log"
+    (tmp_path / "site-mappings").mkdir()
+    (tmp_path / "site-mappings" / "generic-astm.csv").write_text(MAPPING, encoding="utf-8")
+    gateway = Gateway(config, log)
+    try:
+        port = gateway.port()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            assert send_recording_acks([chemistry_message(1, WHEN)], sock) == {0}
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:  # what the HIS order will provide
+                repo.ensure_sample(conn, SAMPLE, datetime.now().astimezone(),
+                                   repo.PatientIds(hospital_id="BN0001"))
+        finally:
+            engine.dispose()
+        cli(config, "user", "add", "lan", "--roles", "technician")
+        validated = cli(config, "validate", SAMPLE, "--user", "lan", "--json")
+        assert validated.stdout.count('"released"') == len(CHEMISTRY)
+
+        got = wait_until(url, lambda es: len(es) == 6 and es[-1].state is EntryState.DEAD,
+                         "delivery of five results and the dead-lettering of the sixth")
+        assert [(e.state, e.attempts) for e in got] == [
+            (EntryState.DELIVERED, 4), *[(EntryState.DELIVERED, 1)] * 4, (EntryState.DEAD, 1)]
+        assert (got[-1].last_status, got[-1].last_error) == (
+            "rejected", "unknown patient in HIS")
+        assert receiver.connections == 2  # the dropped connection was re-established
+    finally:
+        assert gateway.stop() == 0, log.read_text("utf-8")
+
+    # the gateway is down; the cause is fixed in the HIS; a person retries; it restarts
+    listed = cli(config, "outbox", "list", "--state", "dead", "--json")
+    [dead] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (dead["sample"], dead["last_error"]) == (SAMPLE, "unknown patient in HIS")
+    cli(config, "outbox", "retry", str(dead["id"]), "--user", "lan")
+    gateway = Gateway(config, log)
+    try:
+        gateway.port()
+        got = wait_until(url, lambda es: all(e.state is EntryState.DELIVERED for e in es),
+                         "delivery after the retry")
+        assert [e.attempts for e in got] == [4, 1, 1, 1, 1, 2]
+    finally:
+        assert gateway.stop() == 0, log.read_text("utf-8")
+        receiver.close()
+
+    # what the receiver got, read with python-hl7: each entry's control ID, resends equal
+    parsed = [hl7.parse(m.decode("utf-8")) for m in receiver.received]
+    controls = [str(p.segment("MSH")[10]) for p in parsed]
+    ids = [e.control_id for e in got]
+    assert controls == [ids[0]] * 4 + ids[1:5] + [ids[5]] * 2
+    assert len(set(ids)) == 6
+    tests = [str(p.segment("OBX")[3]).split("^")[3] for p in parsed[3:9]]
+    assert sorted(tests) == sorted(c[0] for c in CHEMISTRY)
+    for p in parsed:
+        assert str(p.segment("PID")[3]) == "BN0001^^^BV_TEST^PI"
+        assert str(p.segment("OBR")[3]) == SAMPLE
+        assert str(p.segment("OBX")[11]) == "F"
+    audit = subprocess.run([*CLI, "audit", "verify", "--database", url], capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert audit.returncode == 0, audit.stderr
