@@ -1,10 +1,11 @@
-"""``lis-gateway outbox list|retry``: where released results are on their way to the HIS."""
+"""``lis-gateway outbox list|retry`` and ``reconcile``: results on their way to the HIS."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from datetime import datetime
 
 from lis_gateway.cli_store import _load_config, _now, _safe_url, _source, _store, config_option
 
@@ -84,6 +85,58 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
     return status
 
 
+def _since(text: str) -> datetime:
+    """``--since``: an ISO date or date-time; without an offset it is local time."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date such as 2026-11-01 or "
+                                         f"2026-11-01T08:00, got {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Every result received, and where it is for each destination (see store/reconcile.py)."""
+    from collections import Counter
+
+    from lis_gateway.store.reconcile import reconcile
+
+    config = _load_config(args)
+    if config is None:
+        return 2
+    names = [d.name for d in config.destinations]
+    if not names:
+        print(f"{config.file}: no [[destinations]] configured; nothing to reconcile against",
+              file=sys.stderr)
+        return 2
+    engine = _store(config)
+    try:
+        with engine.begin() as conn:
+            rows = reconcile(conn, names, args.since)
+    finally:
+        engine.dispose()
+    counts: dict[str, Counter[str]] = {name: Counter() for name in names}
+    for row in rows:
+        for place in row.destinations:
+            counts[place.destination][place.where] += 1
+        if args.json:
+            print(json.dumps(row.to_dict(), ensure_ascii=False))
+            continue
+        for place in row.destinations:
+            if place.where == "delivered" and not args.all:
+                continue
+            when = f" ({place.at:%Y-%m-%d %H:%M:%S}Z)" if place.at is not None else ""
+            print(f"{row.accession}\t{row.test_code}\t{row.analyzer}\tv{row.version}\t"
+                  f"{place.destination}\t{place.where}{when}\t{place.detail}")
+    if not args.json:
+        since = f" since {args.since.isoformat()}" if args.since is not None else ""
+        print(f"{len(rows)} result(s) received{since}")
+        for name in names:
+            parts = ", ".join(f"{n} {where}" for where, n in sorted(counts[name].items()))
+            print(f"{name}: {parts or 'nothing'}")
+    return 0
+
+
 def add_outbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``outbox`` subcommands."""
     p = sub.add_parser("outbox", help="results on their way to the HIS")
@@ -106,3 +159,17 @@ def add_outbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--user", required=True, metavar="NAME")
     config_option(p)
     p.set_defaults(func=cmd_outbox_retry)
+
+    p = sub.add_parser(
+        "reconcile", help="prove every result received was delivered, or say where it waits",
+        description=("For every patient result received (since DATE), per configured "
+                     "destination: delivered, or where it waits and why (waiting for "
+                     "validation, not reportable, not queued, pending with the last "
+                     "answer, dead with the destination's text). Prints what is not "
+                     "delivered (--all: everything) and a count per destination."))
+    p.add_argument("--since", type=_since, metavar="DATE",
+                   help="only results received from then on (ISO date; local time)")
+    p.add_argument("--all", action="store_true", help="list delivered results too")
+    p.add_argument("--json", action="store_true", help="one JSON object per result")
+    config_option(p)
+    p.set_defaults(func=cmd_reconcile)

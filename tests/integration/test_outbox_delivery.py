@@ -1,5 +1,5 @@
 """Released results reach an MLLP receiver through AE, silence, a dropped connection, AR
-and a gateway restart; the outbox says exactly what happened.
+and a gateway restart; the outbox and ``lis-gateway reconcile`` say exactly what happened.
 
 Real parts: ``lis-gateway run --config`` in a subprocess on SQLite in
 ``tmp_path``, the analyzer over loopback TCP (the sans-IO link in the
@@ -134,6 +134,12 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def reconciled(config: Path) -> list[str]:
+    """Where each result is for destination "his", by ``lis-gateway reconcile --json``."""
+    rows = [json.loads(line) for line in cli(config, "reconcile", "--json").stdout.splitlines()]
+    return [row["destinations"][0]["where"] for row in rows]
+
+
 @pytest.mark.integration
 def test_results_reach_the_his_through_every_kind_of_trouble(tmp_path: Path) -> None:
     """AE, silence, a dropped connection, AR and a restart: every result delivered once
@@ -195,6 +201,7 @@ hospital = "BV_TEST"
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")
 
+    assert reconciled(config) == ["delivered"] * 5 + ["dead"]
     # the gateway is down; the cause is fixed in the HIS; a person retries; it restarts
     listed = cli(config, "outbox", "list", "--state", "dead", "--json")
     [dead] = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -222,6 +229,9 @@ hospital = "BV_TEST"
         assert str(p.segment("PID")[3]) == "BN0001^^^BV_TEST^PI"
         assert str(p.segment("OBR")[3]) == SAMPLE
         assert str(p.segment("OBX")[11]) == "F"
+    assert reconciled(config) == ["delivered"] * 6
+    summary = cli(config, "reconcile").stdout.splitlines()
+    assert summary == ["6 result(s) received", "his: 6 delivered"]
     audit = subprocess.run([*CLI, "audit", "verify", "--database", url], capture_output=True,
                            text=True, timeout=60, check=False)
     assert audit.returncode == 0, audit.stderr
