@@ -6,7 +6,9 @@ moves): VALIDATE from HELD, AUTOVERIFIED or CORRECTED; with ``approve``,
 APPROVE from TECH_VALIDATED; then RELEASE when the policy allows it from
 the state reached *and* :func:`lis_gateway.lifecycle.may_send_final` agrees
 over the whole history. A refused step changes nothing for that result from
-that step on and is reported with the lifecycle's reason. Every recorded
+that step on and is reported with the lifecycle's reason. A result not mapped
+to a local code is refused outright: nothing unmapped is released as final
+(it stays held, so ``reprocess`` picks it up once the table is fixed). Every recorded
 transition is audited in the caller's transaction. No SQL here.
 """
 
@@ -95,6 +97,10 @@ def validate_result(conn: Connection, result_id: int, actor: Actor, policy: Poli
     if info.qc:
         return Outcome(result_id, info.test_code, status.state, status.state, (),
                        "a QC result is not a patient result")
+    if not info.latest.content.code:
+        return Outcome(result_id, info.test_code, status.state, status.state, (),
+                       f"test {info.test_code!r} is not mapped to a local code: add it to "
+                       "the mapping table, run `lis-gateway reprocess`, then validate")
     history = list(judgements.version_history(conn, status.version_id))
     state, done = status.state, []
 

@@ -265,3 +265,17 @@ def test_failed_qc_holds_patient_results_until_a_passing_run(engine: Engine) -> 
     ingest(engine, [qc_result("N", completed_at="20261101090000")], raw=b"QC-RUN-PASS")
     [passed] = ingest(engine, [result(sample="P2")], raw=b"PATIENT-2")
     assert status(engine, passed).state is S.AUTOVERIFIED
+
+
+def test_an_unmapped_result_is_never_validated_or_released(engine: Engine) -> None:
+    """No local code: validation is refused with the fix, and the result stays held."""
+    users(engine)
+    unmapped = dataclasses.replace(result(), code="", loinc="",
+                                   problems=("not-mapped: GLU",))
+    [rid] = ingest(engine, [unmapped])
+    before = status(engine, rid).state
+    [(state, done, refused)] = validate(engine, "dr_minh", approve=True)
+    assert (state, done) == (before, ())
+    assert refused == ("test 'GLU' is not mapped to a local code: add it to the mapping "
+                       "table, run `lis-gateway reprocess`, then validate")
+    assert status(engine, rid).state is before is S.HELD
