@@ -34,6 +34,7 @@ from lis_gateway.mapping import MappingTable
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import Decision, Previous, RuleSet, evaluate, facts_from_result
 from lis_gateway.store import judgements, repository
+from lis_gateway.store.orders import order_hold_reason
 
 #: The hold reason when no rule set is configured.
 NO_RULES_REASON = "no rule set configured"
@@ -52,12 +53,15 @@ class Autoverification:
         policy: the lab's validation policy, or its per-test-group policies.
         table: the driver's mapping table (autoverification limits), or None.
         driver: the driver family name (instrument error flags).
+        require_order: hold a result whose sample (or test) the HIS has not ordered
+            (orders are configured and the analyzer is not ``unsolicited``).
     """
 
     rules: RuleSet | None
     policy: Policy | Policies = field(default_factory=Policy)
     table: MappingTable | None = None
     driver: str = ""
+    require_order: bool = False
 
 
 def decide(rules: RuleSet, result: NormalizedResult, *, driver: str,
@@ -113,10 +117,19 @@ def judge_result(conn: Connection, result_id: int, result: NormalizedResult,
                           previous=previous, received_at=at, qc_hold=bool(qc_failed))
         judgements.record_rule_outcomes(conn, version_id, decision.outcomes,
                                         decision.rule_set_version, at)
-    transition, reasons = decision_transition(decision, result,
-                                              policy_for(av.policy, result.code))
+    policy = policy_for(av.policy, result.code)
+    transition, reasons = decision_transition(decision, result, policy)
     if qc_failed and transition.to_state is ResultState.HELD:
         reasons = (*reasons, f"qc: {qc_failed}")
+    unordered = (order_hold_reason(conn, info.accession, result.code)
+                 if av.require_order else "")
+    if unordered and transition.to_state is ResultState.HELD:
+        reasons = (*reasons, unordered)
+    elif unordered:  # never autoverify what nobody ordered
+        transition = apply(ResultState.RECEIVED, Action.HOLD,
+                           Actor.rule("order-guard", transition.actor.rule_set_version),
+                           policy, reason=unordered)
+        reasons = (unordered,)
     judgements.record_transition(conn, version_id, transition, at, reasons=reasons,
                                  source=source)
     return transition

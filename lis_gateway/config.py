@@ -29,11 +29,16 @@ The accepted shape::
     # hospital = "BV_BACHMAI"             # PID-3 CX.4 of hospital patient IDs
     # sending_facility, receiving_application, receiving_facility  (MSH-4..6)
 
+    [orders]                              # optional: orders from the HIS
+    mllp_listen = "127.0.0.1:2576"        # ORM^O01 / OML^O21 over MLLP
+    # time_zone = "Asia/Ho_Chi_Minh"      # for HIS times without an offset
+
     [[analyzers]]
     name = "chem1"
     driver = "roche-cobas"
     transport = "tcp-server"              # tcp-server | tcp-client | serial
     listen = "127.0.0.1:15001"            # tcp-server
+    # unsolicited = true                  # results need no HIS order (with [orders])
     # host = "10.0.0.5"  port = 5000      # tcp-client
     # device = "/dev/ttyUSB0"  baudrate = 9600  (bytesize, parity, stopbits)  # serial
 
@@ -81,7 +86,7 @@ _TRANSPORT_KEYS: Mapping[str, frozenset[str]] = {
     "tcp-client": frozenset({"host", "port"}),
     "serial": frozenset({"device", "baudrate", "bytesize", "parity", "stopbits"}),
 }
-_COMMON_KEYS = frozenset({"name", "driver", "transport"})
+_COMMON_KEYS = frozenset({"name", "driver", "transport", "unsolicited"})
 _ALL_LINK_KEYS = _COMMON_KEYS.union(*_TRANSPORT_KEYS.values())
 _PARITIES = ("N", "E", "O", "M", "S")
 
@@ -110,6 +115,8 @@ class GatewayConfig:
         policy: the validation steps the lab requires (``[lifecycle]``), per test group
             (``[[lifecycle.groups]]``) with a default for the other tests.
         destinations: where released results are delivered (``[[destinations]]``).
+        orders: the HIS's order link (``[orders] mllp_listen``), None without one.
+        orders_time_zone: the zone of HIS times sent without an offset.
     """
 
     file: Path
@@ -121,6 +128,8 @@ class GatewayConfig:
     rule_set: RuleSet | None = None
     policy: Policies = field(default_factory=Policies)
     destinations: tuple[DestinationSpec, ...] = ()
+    orders: LinkSpec | None = None
+    orders_time_zone: str = "Asia/Ho_Chi_Minh"
 
     def links(self) -> list[LinkSpec]:
         """The analyzers as :class:`lis_gateway.service.LinkSpec` objects."""
@@ -221,7 +230,7 @@ class _Checker:
 
     def config(self, doc: Mapping[str, Any], file: Path) -> GatewayConfig | None:
         self.unknown("", doc, frozenset({"database", "analyzers", "mappings", "wire", "rules",
-                                           "lifecycle", "destinations"}))
+                                           "lifecycle", "destinations", "orders"}))
         database = self.table(doc, "database", required=True)
         self.unknown("database", database, frozenset({"url"}))
         url = self.string("database", database, "url", required=True) if database else None
@@ -238,13 +247,14 @@ class _Checker:
         policy = self.policy(self.table(doc, "lifecycle", required=False))
         analyzers = self.analyzers(doc.get("analyzers"))
         destinations = self.destinations(doc.get("destinations"))
+        orders, zone = self.orders(self.table(doc, "orders", required=False), analyzers)
         if url is None or analyzers is None or destinations is None:
             return None
         return GatewayConfig(file=file, database_url=url, analyzers=analyzers,
                              mapping_directories=(*directories, SHIPPED_MAPPINGS),
                              record_dir=None if record is None else self.path(record),
                              rules_file=rules_file, rule_set=rule_set, policy=policy,
-                             destinations=destinations)
+                             destinations=destinations, orders=orders, orders_time_zone=zone)
 
     def rules(self, table: Mapping[str, Any]) -> tuple[Path | None, RuleSet | None]:
         from lis_gateway.rules_file import RulesError, load_rules
@@ -415,9 +425,42 @@ class _Checker:
             self.problem(f"{where}.transport", f"driver {spec.name} sends bare records, "
                          "which only work over TCP")
             return None
-        analyzer = LinkSpec(name=name, driver=spec, transport=transport, **fields)
+        unsolicited = item.get("unsolicited", False)
+        if not isinstance(unsolicited, bool):
+            self.problem(f"{where}.unsolicited",
+                         f"expected true or false, got {_kind(unsolicited)}")
+            return None
+        analyzer = LinkSpec(name=name, driver=spec, transport=transport,
+                            unsolicited=unsolicited, **fields)
         return analyzer
 
+
+    def orders(self, table: Mapping[str, Any], analyzers: tuple[LinkSpec, ...] | None
+               ) -> tuple[LinkSpec | None, str]:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from lis_gateway.order_intake import ORDER_LINK_NAME
+
+        self.unknown("orders", table, frozenset({"mllp_listen", "time_zone"}))
+        zone = self.string("orders", table, "time_zone", required=False) or "Asia/Ho_Chi_Minh"
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.problem("orders.time_zone", f"unknown time zone {zone!r}")
+        listen = self.string("orders", table, "mllp_listen", required=False)
+        if listen is None:
+            return None, zone
+        parsed = _host_port(listen)
+        if parsed is None:
+            self.problem("orders.mllp_listen", f"expected HOST:PORT with a port from 0 to "
+                         f"65535, got {listen!r}")
+            return None, zone
+        if any(a.name == ORDER_LINK_NAME for a in analyzers or ()):
+            self.problem("orders", f"an analyzer is named {ORDER_LINK_NAME!r}, the name of "
+                         "the order link; rename the analyzer")
+            return None, zone
+        return LinkSpec(name=ORDER_LINK_NAME, driver=drivers.get("generic-hl7"),
+                        transport="tcp-server", host=parsed[0], port=parsed[1]), zone
 
     def destinations(self, value: object) -> tuple[DestinationSpec, ...] | None:
         if value is None:

@@ -29,6 +29,8 @@ class LinkSpec:
         baudrate, bytesize, parity, stopbits: serial settings; ``None`` takes
             the driver's default.
         record_dir: where wire recordings go; ``None`` records nothing.
+        unsolicited: results need no HIS order (with ``[orders]`` configured,
+            other analyzers' results without an order are held "no order").
     """
 
     name: str
@@ -42,6 +44,7 @@ class LinkSpec:
     parity: str | None = None
     stopbits: float | None = None
     record_dir: Path | None = None
+    unsolicited: bool = False
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -257,6 +258,7 @@ def run_gateway(config: GatewayConfig, *,
     from lis_gateway.autoverify import Autoverification
     from lis_gateway.ingest import StoreSink, load_tables
     from lis_gateway.mapping import MappingTableError
+    from lis_gateway.order_intake import OrderSink
     from lis_gateway.store.engine import make_engine
     from lis_gateway.store.migrations import migrate
     from lis_gateway.store.pool import DbPool
@@ -289,9 +291,16 @@ def run_gateway(config: GatewayConfig, *,
 
     judging = Autoverification(config.rule_set, config.policy)
 
+    order_sink = OrderSink(pool, zone=config.orders_time_zone)
+    links_and_orders = [*links, *([config.orders] if config.orders is not None else [])]
+
     def sink_for(link: LinkSpec) -> Sink:
+        if link is config.orders:
+            return order_sink
+        needs_order = config.orders is not None and not link.unsolicited
         return StoreSink(link.name, link.driver, link.transport,
-                         tables[link.driver.table_name], pool, autoverification=judging)
+                         tables[link.driver.table_name], pool,
+                         autoverification=replace(judging, require_order=needs_order))
 
     def recorder_for(link: LinkSpec, session: str) -> Recorder:
         return StoreRecorder(link.name, link.driver.name, link.transport, pool, reactor,
@@ -302,7 +311,7 @@ def run_gateway(config: GatewayConfig, *,
 
     pool.start()
     try:
-        return run(links, sink_for, on_running=on_running, after_stop=pool.stop,
+        return run(links_and_orders, sink_for, on_running=on_running, after_stop=pool.stop,
                    recorders=recorder_for, extra_services=outbox_workers)
     finally:
         if pool.threadpool.started:  # the reactor never ran the shutdown triggers

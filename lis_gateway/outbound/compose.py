@@ -37,7 +37,7 @@ from lis_gateway.hl7.oru import (
     build_oru_r01,
     value_from_text,
 )
-from lis_gateway.hl7.patient import PatientIdentity
+from lis_gateway.hl7.patient import PatientIdentity, Sex
 from lis_gateway.store.outbox import OutboundResult
 from lis_gateway.store.repository import ResultContent
 
@@ -87,7 +87,11 @@ def compose_oru(item: OutboundResult, route: MessageRoute, now: datetime,
         analyzed_at=c.result_time)
     order = Order(filler_order_number=EntityIdentifier(item.accession), service=code,
                   status=report, observations=(observation,))
+    sexes = {x.value: x for x in Sex}
     patient = PatientIdentity(hospital_id=item.hospital_id, hospital=hospital,
-                              national_id=item.national_id,
+                              national_id=item.national_id, family_name=item.family_name,
+                              middle_name=item.middle_name, given_name=item.given_name,
+                              birth_date=item.birth_date,
+                              sex=sexes.get(item.sex, Sex.UNKNOWN),
                               insurance_card=item.insurance_card)
     return build_oru_r01(route, patient, (order,), control_id=item.control_id, now=now)

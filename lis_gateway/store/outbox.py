@@ -12,7 +12,7 @@ and only recorded here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, exists, insert, select, update
@@ -70,6 +70,7 @@ class OutboundResult:
         content: the version's content.
         corrected: the version supersedes an earlier one.
         hospital_id, national_id, insurance_card: the sample's patient identifiers.
+        family_name, middle_name, given_name, birth_date, sex: from the HIS order.
         responsible: username of the person who released it ("" for a rule).
         responsible_name: that person's display name.
     """
@@ -85,6 +86,11 @@ class OutboundResult:
     insurance_card: str = ""
     responsible: str = ""
     responsible_name: str = ""
+    family_name: str = ""
+    middle_name: str = ""
+    given_name: str = ""
+    birth_date: date | None = None
+    sex: str = ""  #: table 0001 as the HIS sent it
 
 
 def _entries_query() -> Any:
@@ -248,6 +254,7 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
     [version] = [v for v in result_versions(conn, entry.result_id)
                  if v.id == entry.result_version_id]
     ids = sample_ids(conn, entry.accession)
+    who = conn.execute(select(s.samples).where(s.samples.c.accession == entry.accession)).one()
     ev, u = s.validation_events, s.users
     people = conn.execute(
         select(ev.c.action, u.c.username, u.c.display_name)
@@ -268,4 +275,5 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
         corrected=version.supersedes_id is not None,
         hospital_id=ids.hospital_id or "", national_id=ids.national_id or "",
         insurance_card=ids.insurance_card or "", responsible=username,
-        responsible_name=display)
+        responsible_name=display, family_name=who.family_name, middle_name=who.middle_name,
+        given_name=who.given_name, birth_date=who.birth_date, sex=who.sex)

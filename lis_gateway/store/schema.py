@@ -36,6 +36,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -124,6 +125,15 @@ samples = Table(
     Column("national_id", String(100), nullable=True, index=True),
     Column("insurance_card", String(100), nullable=True),
     _ts("created_at"),
+    #: from the HIS order (patient data: never logged)
+    Column("family_name", String(100), nullable=False, server_default=""),
+    Column("middle_name", String(100), nullable=False, server_default=""),
+    Column("given_name", String(100), nullable=False, server_default=""),
+    Column("birth_date", Date, nullable=True),
+    Column("sex", String(1), nullable=False, server_default=""),
+    Column("visit_number", String(100), nullable=False, server_default=""),
+    #: "" (no order yet), "his" (an order arrived)
+    Column("patient_source", String(10), nullable=False, server_default=""),
 )
 
 orders = Table(
@@ -135,6 +145,20 @@ orders = Table(
     Column("status", String(20), nullable=False, default="ordered"),
     _ts("ordered_at"),
     UniqueConstraint("sample_id", "test_code", "placer_order"),
+    Column("priority", String(1), nullable=False, server_default="R"),  #: R routine, S stat
+    _ts("collected_at", nullable=True),
+    Column("order_message_id", ForeignKey("order_messages.id"), nullable=True),
+)
+
+order_messages = Table(
+    "order_messages", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("raw", LargeBinary, nullable=False),  #: as received, refused ones too
+    Column("control_id", String(100), nullable=False),  #: MSH-10
+    Column("accepted", Boolean, nullable=False),
+    Column("problems", Text, nullable=False),  #: JSON list; why it was refused
+    Column("source", String(100), nullable=False),  #: the listener (peer address)
+    _ts("received_at"),
 )
 
 results = Table(
