@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lis_gateway.cli import _logging
 
     _logging(args)
-    links = config.links()
+    links = [*config.links(), *([config.orders] if config.orders is not None else [])]
 
     def on_running(root: MultiService, _reactor: object) -> Deferred[object] | None:
         return receive.announce(root, links, sys.stderr)

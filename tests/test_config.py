@@ -292,3 +292,36 @@ port = 2
         "destinations[2].retry_cap: must not be below retry_first (60)",
         "destinations[4].name: 'b' is already the name of destinations[3]",
     )
+
+
+def test_orders_link_and_unsolicited_analyzers(tmp_path: Path) -> None:
+    """[orders] makes the order link (generic HL7, TCP server); unsolicited is per analyzer."""
+    config = parse_config(analyzer('name = "chem1"\ndriver = "roche-cobas"\n'
+                                   'transport = "tcp-server"\nlisten = "127.0.0.1:0"\n'
+                                   'unsolicited = true\n')
+                          + b'[orders]\nmllp_listen = "127.0.0.1:2576"\n'
+                            b'time_zone = "Asia/Bangkok"\n', tmp_path / "gw.toml")
+    assert config.orders is not None
+    assert (config.orders.name, config.orders.driver.name, config.orders.transport,
+            config.orders.host, config.orders.port, config.orders_time_zone) == (
+        "his-orders", "generic-hl7", "tcp-server", "127.0.0.1", 2576, "Asia/Bangkok")
+    assert [a.unsolicited for a in config.analyzers] == [True]
+    assert parse_config(ONE_ANALYZER, tmp_path / "gw.toml").orders is None
+
+
+def test_bad_orders_settings_are_located(tmp_path: Path) -> None:
+    """A bad address, an unknown zone, a clash with an analyzer name, a non-boolean flag."""
+    got = problems(analyzer('name = "his-orders"\ndriver = "roche-cobas"\n'
+                            'transport = "tcp-server"\nlisten = "127.0.0.1:0"\n'
+                            'unsolicited = "yes"\n')
+                   + b'[orders]\nmllp_listen = "2576"\ntime_zone = "Mars/Olympus"\n', tmp_path)
+    assert got == (
+        "analyzers[0].unsolicited: expected true or false, got a string ('yes')",
+        "orders.time_zone: unknown time zone 'Mars/Olympus'",
+        "orders.mllp_listen: expected HOST:PORT with a port from 0 to 65535, got '2576'",
+    )
+    clash = problems(analyzer('name = "his-orders"\ndriver = "roche-cobas"\n'
+                              'transport = "tcp-server"\nlisten = "127.0.0.1:0"\n')
+                     + b'[orders]\nmllp_listen = "127.0.0.1:2576"\n', tmp_path)
+    assert clash == ("orders: an analyzer is named 'his-orders', the name of the order "
+                     "link; rename the analyzer",)

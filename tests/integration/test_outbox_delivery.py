@@ -5,14 +5,15 @@ Real parts: ``lis-gateway run --config`` in a subprocess on SQLite in
 ``tmp_path``, the analyzer over loopback TCP (the sans-IO link in the
 instrument role), and an MLLP receiver written here on plain sockets (it
 shares no code with the gateway) that answers each message as scripted.
-python-hl7, not our parser, reads what it received. The hospital's order is
-played by filling the sample's patient identifiers in the store, as the
-orders interface will.
+python-hl7, not our parser, reads what it received. The HIS's order comes
+first, as an ORM^O01 over MLLP to the gateway's order port; a broken one
+is answered AR with the reason.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -27,7 +28,6 @@ import pytest
 from lis_gateway.outbound.delivery import EntryState
 from lis_gateway.simulator import CHEMISTRY, chemistry_message
 from lis_gateway.store import outbox
-from lis_gateway.store import repository as repo
 from lis_gateway.store.engine import make_engine
 
 from .test_crash import Gateway, send_recording_acks
@@ -134,6 +134,36 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+ORDER = (b"MSH|^~\\&|HIS|BV_TEST|LIS||20240506070000||ORM^O01|ORD1|P|2.3.1\r"
+         b"PID|1||BN0001^^^BV_TEST^PI||Tran^Binh^Thi||19700304|F\r"
+         + b"".join(b"ORC|NW|C240001\rOBR|%d|C240001||%s\r" % (i, code.encode())
+                    for i, (code, *_rest) in enumerate(CHEMISTRY, 1)))
+
+
+def order_port(log: Path) -> int:
+    """The order link's port, from the gateway's status line."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        match = re.search(r"his-orders listening on 127\.0\.0\.1:(\d+)",
+                          log.read_text("utf-8", "replace"))
+        if match:
+            return int(match.group(1))
+        time.sleep(0.05)  # polling a file, not asserting on speed
+    raise AssertionError("no order link:\n" + log.read_text("utf-8", "replace"))
+
+
+def send_order(port: int, message: bytes) -> hl7.Message:
+    """Send one order over MLLP as the HIS would; return the gateway's ACK (python-hl7)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"\x0b" + message + b"\x1c\r")
+        data = b""
+        while b"\x1c\r" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, "the gateway closed the order link without an ACK"
+            data += chunk
+    return hl7.parse(data.split(b"\x1c", 1)[0].lstrip(b"\x0b").decode("utf-8"))
+
+
 def reconciled(config: Path) -> list[str]:
     """Where each result is for destination "his", by ``lis-gateway reconcile --json``."""
     rows = [json.loads(line) for line in cli(config, "reconcile", "--json").stdout.splitlines()]
@@ -157,6 +187,8 @@ url = "{url}"
 directories = ["site-mappings"]
 [lifecycle]
 require_approval = false
+[orders]
+mllp_listen = "127.0.0.1:0"
 [[analyzers]]
 name = "chem1"
 driver = "generic-astm"
@@ -178,15 +210,15 @@ hospital = "BV_TEST"
     gateway = Gateway(config, log)
     try:
         port = gateway.port()
+        orders_port = order_port(log)
+        refused = send_order(orders_port, ORDER.replace(b"BN0001^^^BV_TEST^PI", b""))
+        assert (str(refused.segment("MSA")[1]), str(refused.segment("MSA")[3])) == (
+            "AR", "PID-3 carries no hospital ID (PI), national ID (NNVNM) or insurance card "
+            "(HC)")
+        accepted = send_order(orders_port, ORDER)
+        assert str(accepted.segment("MSA")[1]) == "AA"
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             assert send_recording_acks([chemistry_message(1, WHEN)], sock) == {0}
-        engine = make_engine(url)
-        try:
-            with engine.begin() as conn:  # what the HIS order will provide
-                repo.ensure_sample(conn, SAMPLE, datetime.now().astimezone(),
-                                   repo.PatientIds(hospital_id="BN0001"))
-        finally:
-            engine.dispose()
         cli(config, "user", "add", "lan", "--roles", "technician")
         validated = cli(config, "validate", SAMPLE, "--user", "lan", "--json")
         assert validated.stdout.count('"released"') == len(CHEMISTRY)
@@ -227,6 +259,8 @@ hospital = "BV_TEST"
     assert sorted(tests) == sorted(c[0] for c in CHEMISTRY)
     for p in parsed:
         assert str(p.segment("PID")[3]) == "BN0001^^^BV_TEST^PI"
+        assert (str(p.segment("PID")[5]), str(p.segment("PID")[7]), str(p.segment("PID")[8])) \
+            == ("Tran^Binh^Thi^^^^L", "19700304", "F")
         assert str(p.segment("OBR")[3]) == SAMPLE
         assert str(p.segment("OBX")[11]) == "F"
     assert reconciled(config) == ["delivered"] * 6
