@@ -31,7 +31,11 @@ from twisted.python.failure import Failure
 from drivers import Framing
 from drivers import Protocol as DriverProtocol
 from lis_gateway.adapters.astm_protocol import AstmLinkProtocol, BareRecordProtocol
-from lis_gateway.adapters.mllp_protocol import analyzer_protocol_factory
+from lis_gateway.adapters.mllp_protocol import (
+    NO_ORDERS,
+    OrderSource,
+    analyzer_protocol_factory,
+)
 from lis_gateway.adapters.serial import SerialSupervisor
 from lis_gateway.adapters.sink import Sink
 from lis_gateway.adapters.tcp import (
@@ -56,7 +60,9 @@ RecorderFactory = Callable[[LinkSpec, str], Recorder | None]
 
 def make_service(links: Sequence[LinkSpec], reactor: Any,
                  sink_factory: Callable[[LinkSpec], Sink],
-                 recorders: RecorderFactory | None = None) -> MultiService:
+                 recorders: RecorderFactory | None = None,
+                 order_sources: Callable[[LinkSpec], OrderSource] | None = None
+                 ) -> MultiService:
     """Build one child service per link, named after the link.
 
     Args:
@@ -64,6 +70,8 @@ def make_service(links: Sequence[LinkSpec], reactor: Any,
         reactor: provides IReactorTCP, IReactorTime and IReactorFDSet.
         sink_factory: gives each link the sink its messages go to.
         recorders: gives each connection a recorder (the store) besides the files.
+        order_sources: gives each HL7 link where its host queries look up orders
+            (None: every query is answered "not found").
 
     Returns:
         A ``MultiService``; ``getServiceNamed(link.name)`` returns a
@@ -72,17 +80,19 @@ def make_service(links: Sequence[LinkSpec], reactor: Any,
     """
     root = MultiService()
     for link in links:
-        child = _link_service(link, reactor, sink_factory(link), recorders)
+        orders = order_sources(link) if order_sources is not None else NO_ORDERS
+        child = _link_service(link, reactor, sink_factory(link), recorders, orders)
         child.setName(link.name)
         child.setServiceParent(root)
     return root
 
 
 def _link_service(link: LinkSpec, reactor: Any, sink: Sink,
-                  recorders: RecorderFactory | None = None) -> IService:
+                  recorders: RecorderFactory | None = None,
+                  orders: OrderSource = NO_ORDERS) -> IService:
     log: FilteringBoundLogger = structlog.get_logger("lis_gateway.link").bind(
         analyzer=link.name, transport=link.transport)
-    build = _protocol_builder(link, reactor, sink, log, recorders)
+    build = _protocol_builder(link, reactor, sink, log, recorders, orders)
     if link.transport == "tcp-server":
         endpoint_type = TCP6ServerEndpoint if ":" in link.host else TCP4ServerEndpoint
         endpoint = endpoint_type(reactor, link.port, interface=link.host)
@@ -97,10 +107,11 @@ def _link_service(link: LinkSpec, reactor: Any, sink: Sink,
 
 def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
                       log: FilteringBoundLogger,
-                      recorders: RecorderFactory | None = None) -> ProtocolBuilder:
+                      recorders: RecorderFactory | None = None,
+                      orders: OrderSource = NO_ORDERS) -> ProtocolBuilder:
     """A function building the protocol (and recorder) of one connection of ``link``."""
     driver = link.driver
-    hl7 = (analyzer_protocol_factory(driver, reactor, sink)
+    hl7 = (analyzer_protocol_factory(driver, reactor, sink, orders)
            if driver.protocol is DriverProtocol.HL7 else None)
 
     def build(session: str) -> Protocol:
@@ -133,6 +144,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
         after_stop: Callable[[], object] | None = None,
         recorders: RecorderFactory | None = None,
         extra_services: Callable[[Any], Sequence[IService]] | None = None,
+        order_sources: Callable[[LinkSpec], OrderSource] | None = None,
         ) -> int:
     """Run the links on the global reactor until stopped (Ctrl-C, SIGTERM, ``duration``).
 
@@ -147,6 +159,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
         recorders: gives each connection a recorder besides the files (the store).
         extra_services: given the reactor, services started and stopped with the
             links (the outbox workers).
+        order_sources: as for :func:`make_service`.
 
     Returns:
         The exit status: 0 after a clean stop, 1 if starting failed.
@@ -156,7 +169,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
     reactor: Any = global_reactor  # PosixReactorBase; typed as IReactorCore only
 
     log: FilteringBoundLogger = structlog.get_logger("lis_gateway.service")
-    root = make_service(links, reactor, sink_factory, recorders)
+    root = make_service(links, reactor, sink_factory, recorders, order_sources)
     for service in extra_services(reactor) if extra_services is not None else ():
         service.setServiceParent(root)
     status = [0]
@@ -256,9 +269,11 @@ def run_gateway(config: GatewayConfig, *,
     from twisted.internet import reactor as global_reactor
 
     from lis_gateway.autoverify import Autoverification
+    from lis_gateway.hl7.datatypes import HierarchicDesignator
     from lis_gateway.ingest import StoreSink, load_tables
     from lis_gateway.mapping import MappingTableError
     from lis_gateway.order_intake import OrderSink
+    from lis_gateway.order_lookup import StoreOrderSource
     from lis_gateway.store.engine import make_engine
     from lis_gateway.store.migrations import migrate
     from lis_gateway.store.pool import DbPool
@@ -306,13 +321,20 @@ def run_gateway(config: GatewayConfig, *,
         return StoreRecorder(link.name, link.driver.name, link.transport, pool, reactor,
                              peer=f"session {session}")
 
+    hospital = next((HierarchicDesignator(d.hospital) for d in config.destinations
+                     if d.hospital), None)
+
+    def orders_for(link: LinkSpec) -> OrderSource:
+        return StoreOrderSource(pool, tables.get(link.driver.table_name), hospital)
+
     def outbox_workers(reactor: Any) -> list[IService]:
         return [destination_service(d, pool, reactor) for d in config.destinations]
 
     pool.start()
     try:
         return run(links_and_orders, sink_for, on_running=on_running, after_stop=pool.stop,
-                   recorders=recorder_for, extra_services=outbox_workers)
+                   recorders=recorder_for, extra_services=outbox_workers,
+                   order_sources=orders_for)
     finally:
         if pool.threadpool.started:  # the reactor never ran the shutdown triggers
             pool.stop()

@@ -11,14 +11,15 @@ HIS's ACK can wait for the commit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Connection, and_, insert, select, update
 
 from lis_gateway.hl7.orders_in import IncomingOrder, OrderControl, OrderMessage, OrderPatient
 from lis_gateway.store import schema as s
-from lis_gateway.store._common import canonical_json, primary_key, require_aware
+from lis_gateway.store._common import as_utc, canonical_json, primary_key, require_aware
 from lis_gateway.store.audit import append_audit
 from lis_gateway.store.repository import ensure_sample
 
@@ -158,3 +159,41 @@ def order_hold_reason(conn: Connection, accession: str, test_code: str) -> str:
     if test_code and test_code not in {t.test_code for t in tests}:
         return f"not ordered: {test_code} is not among the tests ordered on sample {accession}"
     return ""
+
+
+@dataclass(frozen=True, slots=True)
+class SampleOrder:
+    """A sample's patient and its active orders, as host queries need them."""
+
+    accession: str
+    hospital_id: str
+    national_id: str
+    insurance_card: str
+    family_name: str
+    middle_name: str
+    given_name: str
+    birth_date: date | None
+    sex: str
+    tests: tuple[OrderedTest, ...]
+    collected_at: datetime | None
+
+
+def sample_orders(conn: Connection, accessions: Sequence[str]) -> list[SampleOrder]:
+    """The barcodes that have active orders, with their patient (unknown ones left out)."""
+    out: list[SampleOrder] = []
+    for accession in accessions:
+        row = conn.execute(select(s.samples).where(s.samples.c.accession == accession)).first()
+        if row is None:
+            continue
+        o = s.orders
+        active = conn.execute(select(o).where(o.c.sample_id == row.id,
+                                              o.c.status == ORDERED).order_by(o.c.id)).all()
+        if not active:
+            continue
+        collected = [as_utc(r.collected_at) for r in active if r.collected_at is not None]
+        out.append(SampleOrder(
+            accession, row.hospital_id or "", row.national_id or "", row.insurance_card or "",
+            row.family_name, row.middle_name, row.given_name, row.birth_date, row.sex,
+            tuple(OrderedTest(r.test_code, r.placer_order, r.status, r.priority)
+                  for r in active), min(collected) if collected else None))
+    return out
