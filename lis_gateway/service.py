@@ -31,13 +31,9 @@ from twisted.python.failure import Failure
 from drivers import Framing
 from drivers import Protocol as DriverProtocol
 from lis_gateway.adapters.astm_protocol import AstmLinkProtocol, BareRecordProtocol
-from lis_gateway.adapters.mllp_protocol import (
-    NO_ORDERS,
-    OrderSource,
-    analyzer_protocol_factory,
-)
+from lis_gateway.adapters.mllp_protocol import analyzer_protocol_factory
 from lis_gateway.adapters.serial import SerialSupervisor
-from lis_gateway.adapters.sink import Sink
+from lis_gateway.adapters.sink import NO_ORDERS, OrderSource, Sink
 from lis_gateway.adapters.tcp import (
     LinkFactory,
     LinkServerService,
@@ -133,7 +129,8 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
         if driver.framing is Framing.BARE:
             return BareRecordProtocol(reactor, driver.encoding, sink, recorder, session_log)
         return AstmLinkProtocol(driver.link_config(), reactor, driver.encoding, sink,
-                                recorder, session_log)
+                                recorder, session_log,
+                                orders=None if orders is NO_ORDERS else orders)
 
     return build
 

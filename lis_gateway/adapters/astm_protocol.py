@@ -23,10 +23,11 @@ connection is lost.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 from structlog.typing import FilteringBoundLogger
-from twisted.internet.defer import FirstError, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -37,6 +38,7 @@ from lis_gateway.astm.assembler import (
     Checkpoint,
     MessageAssembler,
 )
+from lis_gateway.astm.codec import encode_message
 from lis_gateway.astm.events import (
     AbortReason,
     BidDeferred,
@@ -52,11 +54,26 @@ from lis_gateway.astm.events import (
     TransferStarted,
     UnexpectedInput,
 )
+from lis_gateway.astm.host_query import HostQuery, ReplySample, build_reply, host_queries
 from lis_gateway.astm.link import LinkConfig, LinkConnection
+from lis_gateway.astm.records import HeaderRecord, TerminatorRecord
+from lis_gateway.hl7.queries import OrderedSample, Priority
 from lis_gateway.wire import Recorder
 
 from .recorded import RecordedProtocol
-from .sink import Sink
+from .sink import OrderSource, Sink
+
+
+def reply_sample(sample: OrderedSample) -> ReplySample:
+    """An order found for a host query, as the ASTM reply writes it."""
+    p = sample.patient
+    sex = p.sex.value if p.sex.value in ("M", "F") else "U"
+    return ReplySample(sample.sample_id, tuple(code for code, _name in sample.tests),
+                       stat=sample.priority is Priority.STAT, patient_id=p.hospital_id,
+                       family_name=p.family_name, given_name=p.given_name,
+                       middle_name=p.middle_name,
+                       birth_date=p.birth_date.strftime("%Y%m%d") if p.birth_date else "",
+                       sex=sex)
 
 #: Events that are only logged: (log event name, level). Their fields hold
 #: numbers, enums and short technical details, never record text.
@@ -121,12 +138,18 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         sink: where messages and send outcomes go.
         recorder: the wire recorder for this connection (closed on disconnect).
         log: a logger bound per link (analyzer, transport, session).
+        orders: where host queries (Q records) look up orders; None leaves them
+            unanswered. The reply is queued once the query is stored and goes
+            out when the analyzer has ended its session.
     """
 
     def __init__(self, config: LinkConfig, clock: IReactorTime, encoding: str, sink: Sink,
                  recorder: Recorder | None = None,
-                 log: FilteringBoundLogger | None = None) -> None:
+                 log: FilteringBoundLogger | None = None,
+                 orders: OrderSource | None = None) -> None:
         super().__init__(clock, sink, recorder, log, "astm")
+        self._orders = orders
+        self._encoding = encoding
         self.link = LinkConnection(dataclasses.replace(config, manual_ack=True))
         self._assembler = MessageAssembler(encoding)
         self._hold: object | None = None  # token of the frame whose ACK waits for the sink
@@ -256,15 +279,50 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             [maybeDeferred(self._sink.message_received, msg) for msg in messages],
             consumeErrors=True)
         d.addCallbacks(self._release_ack, self._refuse_frame,
-                       callbackArgs=(token,), errbackArgs=(token, before))
+                       callbackArgs=(token, messages), errbackArgs=(token, before))
 
-    def _release_ack(self, _result: object, token: object) -> None:
+    def _release_ack(self, _result: object, token: object,
+                     messages: list[AstmMessage] | None = None) -> None:
         if self._hold is not token:
             self._log.warning("ack-dropped", reason="transfer ended before the sink finished")
             return
         self._hold = None
         self.link.acknowledge(self._clock.seconds())
         self._turn()
+        for msg in messages or ():
+            self._answer_queries(msg)
+
+    # ------------------------------------------------------------ host queries
+
+    def _answer_queries(self, msg: AstmMessage) -> None:
+        queries = host_queries(msg)
+        if not queries or self._orders is None:
+            return
+        try:
+            found = self._orders.find(tuple(q.barcode for q in queries))
+        except Exception:  # a synchronous source failing: answered like a failed lookup
+            self._lookup_failed(Failure(), queries)
+            return
+        d: Deferred[Sequence[OrderedSample]] = (
+            found if isinstance(found, Deferred) else succeed(found))
+        d.addCallback(self._reply, queries)
+        d.addErrback(self._lookup_failed, queries)
+
+    def _reply(self, samples: Sequence[OrderedSample], queries: list[HostQuery]) -> None:
+        found = {s.sample_id: reply_sample(s) for s in samples}
+        now = datetime.fromtimestamp(self._clock.seconds(), UTC)
+        reply = build_reply(queries, found, now=now, encoding=self._encoding)
+        self._log.info("query-answered", keys=len(queries), found=len(found))
+        self.send_message(reply)
+
+    def _lookup_failed(self, failure: Failure, queries: list[HostQuery]) -> None:
+        # L|1|Q: "error in last request for information"; the analyzer may ask again
+        self._log.error("query-lookup-failed", error=failure_kind(failure), keys=len(queries))
+        now = datetime.fromtimestamp(self._clock.seconds(), UTC).strftime("%Y%m%d%H%M%S")
+        self.send_message(encode_message(
+            [HeaderRecord(sender_id="LIS-GATEWAY", processing_id="P", version="LIS2-A2",
+                          timestamp=now), TerminatorRecord(sequence="1", termination_code="Q")],
+            encoding=self._encoding))
 
     def _refuse_frame(self, failure: Failure, token: object, before: Checkpoint) -> None:
         if self._hold is not token:

@@ -60,6 +60,7 @@ from lis_gateway.adapters.mllp_common import (
     mllp_config,
     utcnow_from,
 )
+from lis_gateway.adapters.sink import NO_ORDERS, OrderSource
 from lis_gateway.astm.assembler import IncompleteTransmission
 from lis_gateway.hl7.ack import Outcome, build_ack, plan_acks
 from lis_gateway.hl7.errors import Hl7Error
@@ -163,23 +164,6 @@ class _Answer:
     silent: bool = False  # the message was itself an answer: nothing to send
 
 
-class OrderSource(typing.Protocol):
-    """Where host queries look up work: the HIS orders (issue 6), a test double."""
-
-    def find(self, sample_ids: tuple[str, ...]
-             ) -> Deferred[Sequence[OrderedSample]] | Sequence[OrderedSample]:
-        """The ordered samples for these barcodes (empty when none is known)."""
-
-
-class NoOrders:
-    """An order source that knows no orders: every query is answered "not found"."""
-
-    def find(self, sample_ids: tuple[str, ...]) -> Sequence[OrderedSample]:
-        """Nothing is ordered."""
-        return ()
-
-
-NO_ORDERS = NoOrders()
 
 
 class MllpAnalyzerProtocol(MllpConnection):

@@ -13,6 +13,7 @@ that are not HL7 at all; without it those bytes go to :meth:`Sink.incomplete`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from twisted.internet.defer import Deferred
@@ -20,6 +21,7 @@ from twisted.internet.defer import Deferred
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.events import AbortReason
 from lis_gateway.hl7.message import Hl7Message
+from lis_gateway.hl7.queries import OrderedSample
 
 
 class Sink(Protocol):
@@ -45,3 +47,22 @@ class Sink(Protocol):
 
     def send_failed(self, messages: tuple[bytes, ...], reason: AbortReason) -> None:
         """Messages we queued were not delivered; they are handed back, never dropped."""
+
+
+class OrderSource(Protocol):
+    """Where host queries look up work: the HIS orders (issue 6), a test double."""
+
+    def find(self, sample_ids: tuple[str, ...]
+             ) -> Deferred[Sequence[OrderedSample]] | Sequence[OrderedSample]:
+        """The ordered samples for these barcodes (empty when none is known)."""
+
+
+class NoOrders:
+    """An order source that knows no orders: every query is answered "not found"."""
+
+    def find(self, sample_ids: tuple[str, ...]) -> Sequence[OrderedSample]:
+        """Nothing is ordered."""
+        return ()
+
+
+NO_ORDERS = NoOrders()

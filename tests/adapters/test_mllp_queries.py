@@ -11,7 +11,8 @@ from twisted.internet.testing import StringTransport
 
 import drivers
 from lis_gateway.adapters.mllp_common import ControlIds, mllp_config
-from lis_gateway.adapters.mllp_protocol import MllpAnalyzerProtocol, NoOrders
+from lis_gateway.adapters.mllp_protocol import MllpAnalyzerProtocol
+from lis_gateway.adapters.sink import NoOrders
 from lis_gateway.hl7.datatypes import HierarchicDesignator
 from lis_gateway.hl7.message import Hl7Message, parse_message
 from lis_gateway.hl7.patient import PatientIdentity

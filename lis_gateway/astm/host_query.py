@@ -1,0 +1,121 @@
+"""ASTM host queries (LIS2-A2 Q records) and the gateway's reply (sans-IO).
+
+The flow (protocols.md §2.4): the analyzer sends ``H, Q|1|^<specimen>...||ALL
+...|O, L`` in its own session; after its EOT the gateway bids and sends
+
+* found: ``H, P, O (O-5 the tests, O-26 = Q), L|1|F``, one P/O pair per
+  sample, the O-3 specimen field echoing the analyzer's Q-3 components from
+  the specimen on (sequence, rack, position: some analyzers skip the sample
+  when they change);
+* nothing found: ``H, L|1|I`` ("no information available from last query").
+
+Vendor variants (the cobas e 411 ``TSDWN^REPLY`` header, O-26 = Z or an
+empty O) are not built yet; this is the LIS2-A2 form. A Q-13 of ``A`` is the
+analyzer cancelling its last request and asks for no reply.
+
+Names and text are written in the link's encoding; what it cannot carry is
+folded to bare letters (``Nguyễn`` -> ``Nguyen``), the store keeps the
+original.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .assembler import AstmMessage
+from .codec import encode_message
+from .delimiters import DEFAULT, Delimiters
+from .records import HeaderRecord, OrderRecord, PatientRecord, QueryRecord, TerminatorRecord
+
+
+@dataclass(frozen=True, slots=True)
+class HostQuery:
+    """One Q record asking for the orders of one sample.
+
+    Attributes:
+        barcode: the specimen ID: the first non-empty Q-3 component after the
+            patient ID (component 2 in LIS2-A2, 3 in the cobas TSREQ form), else
+            component 1.
+        specimen_field: Q-3 components from the specimen on, as sent (echoed in O-3).
+    """
+
+    barcode: str
+    specimen_field: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplySample:
+    """What the gateway knows of one queried sample (from the HIS's orders)."""
+
+    barcode: str
+    tests: tuple[str, ...]  #: this analyzer's test codes
+    stat: bool = False
+    patient_id: str = ""  #: P-3, the hospital patient code
+    family_name: str = ""
+    given_name: str = ""
+    middle_name: str = ""
+    birth_date: str = ""  #: YYYYMMDD
+    sex: str = ""  #: M, F or U
+
+
+def host_queries(msg: AstmMessage) -> list[HostQuery]:
+    """The sample requests in a received message (none for results, or a cancel)."""
+    out: list[HostQuery] = []
+    delims = msg.decoded.delimiters
+    for record in msg.decoded.records:
+        if not isinstance(record, QueryRecord) or record.status_code.upper() == "A":
+            continue
+        parts = record.starting_range.split(delims.component)
+        # the specimen is the first non-empty component after the patient ID:
+        # ^SPEC^seq^rack (LIS2-A2, Elecsys), ^^SPEC^seq^rack (cobas TSREQ)
+        at = next((i for i in range(1, len(parts)) if parts[i].strip()), 0)
+        barcode = parts[at].strip()
+        if barcode and barcode.upper() != "ALL":
+            out.append(HostQuery(barcode, delims.component.join(parts[at:])))
+    return out
+
+
+def fold(text: str, encoding: str) -> str:
+    """``text`` if ``encoding`` can carry it, else without diacritics."""
+    try:
+        text.encode(encoding)
+        return text
+    except UnicodeEncodeError:
+        bare = text.replace("Đ", "D").replace("đ", "d")
+        bare = "".join(c for c in unicodedata.normalize("NFKD", bare)
+                       if not unicodedata.combining(c))
+        return bare.encode(encoding, "replace").decode(encoding)
+
+
+def _safe(text: str, delims: Delimiters, encoding: str) -> str:
+    return delims.escape_text(fold(text, encoding))
+
+
+def build_reply(queries: Sequence[HostQuery], found: Mapping[str, ReplySample], *,
+                now: datetime, encoding: str = "latin-1", sender: str = "LIS-GATEWAY",
+                delimiters: Delimiters = DEFAULT) -> bytes:
+    """The reply message to ``queries`` (records ending in CR, not framed)."""
+    stamp = now.strftime("%Y%m%d%H%M%S")
+    records: list[HeaderRecord | PatientRecord | OrderRecord | TerminatorRecord] = [
+        HeaderRecord(sender_id=sender, processing_id="P", version="LIS2-A2", timestamp=stamp)]
+    number = 0
+    for query in queries:
+        sample = found.get(query.barcode)
+        if sample is None or not sample.tests:
+            continue
+        number += 1
+        d = delimiters
+        name = d.component.join(_safe(p, d, encoding) for p in (
+            sample.family_name, sample.given_name, sample.middle_name)).rstrip(d.component)
+        tests = d.repeat.join(f"{d.component * 3}{_safe(t, d, encoding)}" for t in sample.tests)
+        records.append(PatientRecord(sequence=str(number),
+                                     practice_patient_id=_safe(sample.patient_id, d, encoding),
+                                     name=name, birthdate=sample.birth_date, sex=sample.sex))
+        records.append(OrderRecord(sequence="1", specimen_id=query.specimen_field,
+                                   universal_test_id=tests, priority="S" if sample.stat else "R",
+                                   requested_at=stamp, action_code="N", report_type="Q"))
+    records.append(TerminatorRecord(sequence="1", termination_code="F" if number else "I"))
+    return encode_message(records, delimiters, encoding)

@@ -1,0 +1,66 @@
+"""ASTM host queries read and answered (sans-IO): LIS2-A2 form, protocols.md §2.4.
+
+The Q records are those of the Roche cobas e 411 captures in
+tests/fixtures/astm/roche_cobas/ (e411_tsreq_cobas.bin: ``^^000004^40^...``,
+e411_query_elecsys.bin: ``^000004^40^...``), each followed by its cancel.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from lis_gateway.astm.assembler import AstmMessage
+from lis_gateway.astm.codec import decode_records
+from lis_gateway.astm.host_query import HostQuery, ReplySample, build_reply, host_queries
+
+NOW = datetime(2026, 11, 22, 9, 30, 0, tzinfo=UTC)
+
+
+def message(*records: str) -> AstmMessage:
+    """A received message made of these record texts."""
+    text = "\r".join(records) + "\r"
+    return AstmMessage(text.encode("latin-1"), decode_records(list(records)), True)
+
+
+def test_the_specimen_is_found_in_both_cobas_forms_and_a_cancel_asks_nothing() -> None:
+    """``^^000004^40...`` and ``^000004^40...`` both give 000004; Q-13 = A is no request."""
+    tsreq = message("H|\\^&|||cobas^1|||||||TSREQ^REAL||P|1",
+                    "Q|1|^^000004^40^0^5^^S1^SC||ALL||||||||O", "L|1|N")
+    elecsys = message("H|\\^&|||H7600^1|||||||||P|1",
+                      "Q|1|^000004^40^0^5^^SAMPLE^NORMAL||ALL||||||||O", "L|1|N")
+    cancel = message("H|\\^&|||H7600^1|||||||||P|1",
+                     "Q|1|^000004^40^0^5^^SAMPLE^NORMAL||ALL||||||||A", "L|1|N")
+    assert host_queries(tsreq) == [HostQuery("000004", "000004^40^0^5^^S1^SC")]
+    assert host_queries(elecsys) == [HostQuery("000004", "000004^40^0^5^^SAMPLE^NORMAL")]
+    assert host_queries(cancel) == []
+    results = message("H|\\^&", "P|1", "O|1|S1||^^^GLU", "R|1|^^^GLU|5.4", "L|1|N")
+    assert host_queries(results) == []
+
+
+def test_found_orders_are_sent_as_p_and_o_with_the_specimen_echoed() -> None:
+    """H, P (patient, unaccented for latin-1), O (tests, stat, O-26 Q), L|1|F."""
+    query = HostQuery("000004", "000004^40^0^5^^S1^SC")
+    sample = ReplySample("000004", ("1", "7"), stat=True, patient_id="BN0001",
+                         family_name="Nguyễn", given_name="An", middle_name="Văn",
+                         birth_date="19800102", sex="M")
+    reply = build_reply([query], {"000004": sample}, now=NOW, encoding="latin-1")
+    assert reply.split(b"\r") == [
+        b"H|\\^&|||LIS-GATEWAY|||||||P|LIS2-A2|20261122093000",
+        b"P|1|BN0001|||Nguyen^An^Van||19800102|M",
+        b"O|1|000004^40^0^5^^S1^SC||^^^1\\^^^7|S|20261122093000|||||N||||||||||||||Q",
+        b"L|1|F",
+        b"",
+    ]
+
+
+def test_nothing_found_is_answered_no_information() -> None:
+    """H, L|1|I: the analyzer is told there is no order, not left waiting."""
+    reply = build_reply([HostQuery("X9", "X9")], {}, now=NOW)
+    assert reply == b"H|\\^&|||LIS-GATEWAY|||||||P|LIS2-A2|20261122093000\rL|1|I\r"
+
+
+def test_utf8_links_keep_the_diacritics() -> None:
+    """A link whose encoding carries Vietnamese gets the name as stored."""
+    sample = ReplySample("S1", ("GLU",), family_name="Nguyễn", given_name="An")
+    reply = build_reply([HostQuery("S1", "S1")], {"S1": sample}, now=NOW, encoding="utf-8")
+    assert "\rP|1||||Nguyễn^An\r".encode() in reply
