@@ -45,13 +45,21 @@ from lis_gateway.store import outbox
 POLL_INTERVAL = 2.0
 
 
-def _next_entry(conn: Connection, destination: str, now: datetime
-                ) -> tuple[outbox.OutboxEntry, outbox.OutboundResult] | None:
-    outbox.enqueue_released(conn, destination, now)
+#: Lifecycle events re-examined behind the high-water mark on every poll, so a
+#: release committed late with a smaller id (concurrent writers) is not missed.
+LOOKBACK_EVENTS = 10_000
+
+_Found = tuple[int, tuple[outbox.OutboxEntry, outbox.OutboundResult] | None]
+
+
+def _next_entry(conn: Connection, destination: str, now: datetime, after_event_id: int
+                ) -> _Found:
+    mark = outbox.last_event_id(conn)
+    outbox.enqueue_released(conn, destination, now, after_event_id=after_event_id)
     found = outbox.due(conn, destination, now, 1)
     if not found:
-        return None
-    return found[0], outbox.payload(conn, found[0].id)
+        return mark, None
+    return mark, (found[0], outbox.payload(conn, found[0].id))
 
 
 class OutboxWorker(Service):
@@ -85,6 +93,7 @@ class OutboxWorker(Service):
             log if log is not None
             else structlog.get_logger("lis_gateway.outbox").bind(destination=destination))
         self._call: IDelayedCall | None = None
+        self._mark: int | None = None  # lifecycle high-water mark; None: scan everything
         self._busy = False
         self._sending: Deferred[DeliveryReport] | None = None
         #: Fires when the loop is idle after stopService.
@@ -130,12 +139,13 @@ class OutboxWorker(Service):
         if self._busy or not self.running:
             return
         self._busy = True
-        d = self._pool.run(_next_entry, self.destination, self._now())
+        after = 0 if self._mark is None else max(0, self._mark - LOOKBACK_EVENTS)
+        d = self._pool.run(_next_entry, self.destination, self._now(), after)
         d.addCallback(self._got)
         d.addErrback(self._failed, "outbox-read-failed")
 
-    def _got(self, found: tuple[outbox.OutboxEntry, outbox.OutboundResult] | None
-             ) -> Deferred[Any] | None:
+    def _got(self, looked: _Found) -> Deferred[Any] | None:
+        self._mark, found = looked
         if found is None:
             self._done(self.poll_interval)
             return None

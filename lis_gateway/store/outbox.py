@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, exists, insert, select, update
+from sqlalchemy import Connection, Row, and_, exists, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from lis_gateway.lifecycle import Action, ResultState
@@ -111,12 +111,21 @@ def _entry(row: Row[Any]) -> OutboxEntry:
                        as_utc(row.created_at), opt(row.delivered_at))
 
 
-def enqueue_released(conn: Connection, destination: str, at: datetime) -> int:
+def enqueue_released(conn: Connection, destination: str, at: datetime, *,
+                     after_event_id: int = 0) -> int:
     """Add an entry for every released, non-QC version not yet queued for ``destination``.
 
     Entries are added in release order (the RELEASE event's id), which keeps
     a sample's versions in the order they were released. Returns how many
     were added.
+
+    Args:
+        after_event_id: only look at lifecycle events with a larger id (0: all).
+            The worker passes its last high-water mark minus a margin, so a
+            busy store is not scanned whole every poll, while a release that
+            committed late with a smaller id (concurrent writers on
+            PostgreSQL) is still inside the margin; every worker start scans
+            everything.
     """
     when = require_aware(at, "at")
     ev, v, r, o = s.validation_events, s.result_versions, s.results, s.outbox
@@ -125,7 +134,8 @@ def enqueue_released(conn: Connection, destination: str, at: datetime) -> int:
         select(v.c.id, r.c.sample_id, ev.c.id.label("event_id"))
         .join(r, r.c.id == v.c.result_id)
         .join(ev, ev.c.result_version_id == v.c.id)
-        .where(ev.c.to_state == ResultState.RELEASED.value, r.c.qc.is_(False), ~queued)
+        .where(ev.c.to_state == ResultState.RELEASED.value, r.c.qc.is_(False), ~queued,
+               ev.c.id > after_event_id)
         .order_by(ev.c.id)).all()
     seen: set[int] = set()
     for row in rows:
@@ -137,6 +147,11 @@ def enqueue_released(conn: Connection, destination: str, at: datetime) -> int:
             control_id=control_id_for(row.id), state=EntryState.PENDING.value, attempts=0,
             next_attempt_at=when, created_at=when, updated_at=when))
     return len(seen)
+
+
+def last_event_id(conn: Connection) -> int:
+    """The largest lifecycle event id (0 when there is none): the worker's high-water mark."""
+    return int(conn.execute(select(func.max(s.validation_events.c.id))).scalar() or 0)
 
 
 def due(conn: Connection, destination: str, now: datetime, limit: int = 1) -> list[OutboxEntry]:

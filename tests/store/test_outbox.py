@@ -145,3 +145,20 @@ def test_an_unreleased_correction_is_not_queued(engine: Engine) -> None:
         status = judgements.result_status(conn, original.result_id)
     assert status.version_id != original.result_version_id
     assert [e.result_version_id for e in due(engine)] == [original.result_version_id]
+
+
+def test_the_scan_can_start_after_a_high_water_mark(engine: Engine) -> None:
+    """Events up to the mark are skipped; a scan from 0 (every worker start) finds them."""
+    users(engine)
+    ingest(engine, [result(sample="S1")], policy=ONE_STEP)
+    ingest(engine, [result(sample="S2", value="5.1")], raw=RAW + b"2", policy=ONE_STEP)
+    release(engine, "S1")
+    with engine.begin() as conn:
+        mark = outbox.last_event_id(conn)
+    release(engine, "S2")
+    with engine.begin() as conn:
+        assert outbox.enqueue_released(conn, "his", LATER, after_event_id=mark) == 1
+        assert [e.accession for e in outbox.entries(conn)] == ["S2"]
+        assert outbox.enqueue_released(conn, "his", LATER) == 1
+        assert sorted(e.accession for e in outbox.entries(conn)) == ["S1", "S2"]
+        assert outbox.last_event_id(conn) > mark
