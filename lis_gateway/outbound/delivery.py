@@ -6,7 +6,9 @@ each attempt the entry's fate follows from the destination's answer alone:
 * DELIVERED (AA/CA): done.
 * REJECTED (AR/CR or an unknown code): sending the same bytes again will not
   help, so the entry goes to the dead-letter list with the HIS's text, to be
-  retried by a person once the cause is fixed.
+  retried by a person once the cause is fixed. UNBUILDABLE (the released
+  content itself cannot make a correct message: no value, an unknown flag)
+  goes there too, with the reason: released content never changes by itself.
 * RETRY (AE/CE), TIMEOUT, CONNECTION_LOST, NOT_SENT, NOT_BUILT (the message
   could not be made yet, e.g. the sample has no patient identifier until
   its order arrives): tried again after an
@@ -34,6 +36,7 @@ class DeliveryStatus(enum.Enum):
     CONNECTION_LOST = "connection-lost"  #: lost before the ACK; the HIS may or may not have it
     NOT_SENT = "not-sent"  #: never written (not connected, or the client stopped)
     NOT_BUILT = "not-built"  #: no correct message could be made yet (e.g. no patient ID)
+    UNBUILDABLE = "unbuildable"  #: the version itself cannot make a correct message
 
 
 class EntryState(enum.Enum):
@@ -101,7 +104,7 @@ def decide(status: DeliveryStatus, attempts: int, now: float, rand: float,
     """The fate of an entry whose attempt number ``attempts`` ended in ``status`` at ``now``."""
     if status is DeliveryStatus.DELIVERED:
         return Decision(EntryState.DELIVERED, None)
-    if status is DeliveryStatus.REJECTED:
+    if status in (DeliveryStatus.REJECTED, DeliveryStatus.UNBUILDABLE):
         return Decision(EntryState.DEAD, None)
     assert status in _RETRIED
     return Decision(EntryState.PENDING, now + backoff.delay(attempts, rand))

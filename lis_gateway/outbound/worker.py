@@ -156,7 +156,14 @@ class OutboxWorker(Service):
         try:
             message = compose_oru(item, self._route, self._now(), self._hospital)
         except BuildError as exc:
-            return self._record(entry, DeliveryStatus.NOT_BUILT, str(exc))
+            # no patient identifier yet: an order may bring it, so it waits (retried);
+            # anything else is in the released content and needs a person (dead)
+            waits = not (item.hospital_id or item.national_id or item.insurance_card)
+            status = DeliveryStatus.NOT_BUILT if waits else DeliveryStatus.UNBUILDABLE
+            return self._record(entry, status, str(exc))
+        except Exception as exc:  # a defect must not block the destination forever
+            return self._record(entry, DeliveryStatus.UNBUILDABLE,
+                                f"message could not be built ({type(exc).__name__})")
         self._sending = self._client.send(message)
         self._sending.addCallback(self._answered, entry)
         return self._sending

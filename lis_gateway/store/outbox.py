@@ -214,7 +214,10 @@ def record_attempt(conn: Connection, entry_id: int, status: DeliveryStatus, deci
                             if next_attempt_at is not None else None)}
     if decision.state is EntryState.DELIVERED:
         values["delivered_at"] = when
-    conn.execute(update(s.outbox).where(s.outbox.c.id == entry_id).values(**values))
+    done = conn.execute(update(s.outbox).where(
+        s.outbox.c.id == entry_id, s.outbox.c.state == EntryState.PENDING.value).values(**values))
+    if done.rowcount != 1:  # another sender recorded it between our read and this write
+        raise StoreError(f"outbox entry {entry_id} is no longer pending")
     if decision.state is EntryState.DEAD:
         append_audit(conn, actor="system", action="outbox.dead", target=f"outbox:{entry_id}",
                      detail={"destination": entry.destination, "control_id": entry.control_id,
@@ -236,6 +239,13 @@ def retry(conn: Connection, entry_id: int, *, actor: str, at: datetime,
     if entry.state is not EntryState.DEAD:
         raise StoreError(f"outbox entry {entry_id} is {entry.state.value}; only a dead "
                          "entry can be retried")
+    v, o = s.result_versions, s.outbox
+    newer = conn.execute(select(o.c.id).join(v, v.c.id == o.c.result_version_id).where(
+        v.c.result_id == entry.result_id, o.c.destination == entry.destination,
+        o.c.id > entry.id, o.c.state == EntryState.DELIVERED.value).limit(1)).first()
+    if newer is not None:  # sending it now would overwrite the newer value at the HIS
+        raise StoreError(f"outbox entry {entry_id} is superseded: a later version of the "
+                         f"result was delivered as entry {newer.id}")
     conn.execute(update(s.outbox).where(s.outbox.c.id == entry_id).values(
         state=EntryState.PENDING.value, next_attempt_at=when, updated_at=when))
     append_audit(conn, actor=actor, action="outbox.retry", target=f"outbox:{entry_id}",
@@ -254,6 +264,18 @@ def entries(conn: Connection, *, destination: str | None = None,
     if state is not None:
         q = q.where(s.outbox.c.state == state.value)
     return [_entry(row) for row in conn.execute(q.order_by(s.outbox.c.id))]
+
+
+def released_before(conn: Connection, result_id: int, version: int) -> bool:
+    """An earlier version of the result was released: this one goes out as a correction.
+
+    A version made by re-mapping a held result (``reprocess``) supersedes one
+    the HIS never received, so it is sent as final, not as a correction.
+    """
+    v, ev = s.result_versions, s.validation_events
+    return conn.execute(select(v.c.id).join(ev, ev.c.result_version_id == v.c.id).where(
+        v.c.result_id == result_id, v.c.version < version,
+        ev.c.to_state == ResultState.RELEASED.value).limit(1)).first() is not None
 
 
 def payload(conn: Connection, entry_id: int) -> OutboundResult:
@@ -287,7 +309,7 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
     return OutboundResult(
         control_id=entry.control_id, accession=entry.accession, analyzer=analyzer,
         test_code=entry.test_code, content=version.content,
-        corrected=version.supersedes_id is not None,
+        corrected=released_before(conn, entry.result_id, version.version),
         hospital_id=ids.hospital_id or "", national_id=ids.national_id or "",
         insurance_card=ids.insurance_card or "", responsible=username,
         responsible_name=display, family_name=who.family_name, middle_name=who.middle_name,

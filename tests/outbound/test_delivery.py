@@ -22,6 +22,7 @@ def test_acknowledged_is_delivered_and_rejected_is_dead() -> None:
     """AA ends the entry; AR sends it to the dead-letter list; neither is retried."""
     assert decide(D.DELIVERED, 1, 100.0, 0.3) == Decision(EntryState.DELIVERED, None)
     assert decide(D.REJECTED, 4, 100.0, 0.3) == Decision(EntryState.DEAD, None)
+    assert decide(D.UNBUILDABLE, 1, 100.0, 0.3) == Decision(EntryState.DEAD, None)
 
 
 @pytest.mark.parametrize("status", [D.RETRY, D.TIMEOUT, D.CONNECTION_LOST, D.NOT_SENT,

@@ -162,3 +162,21 @@ def test_the_scan_can_start_after_a_high_water_mark(engine: Engine) -> None:
         assert outbox.enqueue_released(conn, "his", LATER) == 1
         assert sorted(e.accession for e in outbox.entries(conn)) == ["S1", "S2"]
         assert outbox.last_event_id(conn) > mark
+
+
+def test_only_a_version_after_a_released_one_is_a_correction(engine: Engine) -> None:
+    """Re-mapping a never-released result makes version 2, which is not a correction."""
+    users(engine)
+    ingest(engine, [result(sample="S1")], policy=ONE_STEP)
+    ingest(engine, [result(sample="S2", value="5.1")], raw=RAW + b"2", policy=ONE_STEP)
+    release(engine, "S1")
+    with engine.begin() as conn:
+        for accession in ("S1", "S2"):
+            [info] = repo.results_for_sample(conn, accession)
+            repo.correct_result(conn, info.latest.id, dataclasses.replace(
+                info.latest.content, value_raw="5.6"), reason="re-mapped", author="system",
+                at=LATER)
+        [s1] = repo.results_for_sample(conn, "S1")
+        [s2] = repo.results_for_sample(conn, "S2")
+        assert outbox.released_before(conn, s1.id, 2) is True
+        assert outbox.released_before(conn, s2.id, 2) is False

@@ -7,6 +7,7 @@ restarted mid-wait must resend the same message (same MSH-10).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -184,4 +185,19 @@ def test_a_stuck_sample_does_not_hold_back_other_samples(engine: Engine) -> None
     assert [b"|S1" in m for m in rig.sent()] == [True, False]
     assert [(e.accession, e.state) for e in rig.entries()] == [
         ("S1", EntryState.DEAD), ("S2", EntryState.DELIVERED)]
+    rig.worker.stopService()
+
+
+def test_content_that_can_never_make_a_message_is_dead_lettered(engine: Engine) -> None:
+    """An unknown flag in released content: dead with the reason, the sample not blocked."""
+    users(engine)
+    ingest(engine, [dataclasses.replace(result(), flags=("??",))], policy=ONE_STEP)
+    with engine.begin() as conn:
+        repo.ensure_sample(conn, "S1", T0, repo.PatientIds("H42"))
+    release(engine, "S1")
+    rig = Rig(engine)
+    rig.start()
+    [entry] = rig.entries()
+    assert (entry.state, entry.last_status) == (EntryState.DEAD, "unbuildable")
+    assert "??" in entry.last_error and rig.sent() == []
     rig.worker.stopService()
