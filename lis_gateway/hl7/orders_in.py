@@ -3,10 +3,11 @@
 What is read, per ORC/OBR group (HL7 v2.5.1 ch. 4; ORM^O01 is withdrawn in
 v2.5.1 but still what most HIS send):
 
-* the patient, PID: PID-3 repetitions by identifier type (CX.5): ``PI``/``MR``
-  hospital patient code, ``NNVNM``/``NI``/``NN*`` national ID number, ``HC``
-  insurance card; PID-5 name (family, given, middle); PID-7 birth date;
-  PID-8 sex; PV1-19 visit number (episode key);
+* the patient, PID (required unless every ORC cancels): PID-3 repetitions
+  by identifier type (CX.5): ``PI``/``MR`` hospital patient code,
+  ``NNVNM``/``NI``/``NN*`` national ID number (12 digits), ``HC`` insurance
+  card; PID-5 name (family, given, middle); PID-7 birth date (a year or year-month only is taken as
+  unknown); PID-8 sex (table 0001, else unknown); PV1-19 visit number;
 * the order control, ORC-1: ``NW`` new, ``CA``/``OC``/``DC`` cancel,
   ``XO``/``RP`` change (the tests of the group replace the earlier ones);
 * the placer order number ORC-2 (else OBR-2);
@@ -16,7 +17,7 @@ v2.5.1 but still what most HIS send):
 * the ordered test, OBR-4: CWE.1 (the local code) unless CWE.3 is ``LN``
   and CWE.4 holds the local alternate;
 * priority (TQ1-9, else OBR-5, else ORC-7.6): ``S`` stat, otherwise routine;
-* order time ORC-9; collection time SPM-17 or OBR-7.
+* order time ORC-9; collection time SPM-17 or OBR-7 (kept in UTC).
 
 Problems are collected, never raised: an order without a barcode, patient
 identifier or test is refused as a whole (the ACK carries the reason).
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from lis_gateway.timestamps import parse_timestamp
 
@@ -96,10 +97,12 @@ def _comp(message: Hl7Message, value: str, n: int) -> str:
     return message.delimiters.component_at(value, n)
 
 
-def _patient(message: Hl7Message, zone: str, problems: list[str]) -> OrderPatient:
+def _patient(message: Hl7Message, zone: str, problems: list[str], need_ids: bool
+             ) -> OrderPatient:
     pid = message.first("PID")
     if pid is None:
-        problems.append("no PID segment")
+        if need_ids:
+            problems.append("no PID segment")
         return OrderPatient()
     ids: dict[str, str] = {}
     for rep in message.delimiters.repeats(pid[3]):
@@ -112,14 +115,19 @@ def _patient(message: Hl7Message, zone: str, problems: list[str]) -> OrderPatien
             ids.setdefault("national_id", value)
         elif kind == "HC":
             ids.setdefault("insurance_card", value)
-    if not ids:
+    if not ids and need_ids:
         problems.append("PID-3 carries no hospital ID (PI), national ID (NNVNM) or "
                         "insurance card (HC)")
+    national = ids.get("national_id", "")
+    if national and not (len(national) == 12 and national.isdigit()):
+        problems.append("PID-3 national ID (NNVNM) must be the 12-digit personal "
+                        "identification number")
     birth = None
-    if pid[7]:
-        moment, reason = parse_timestamp(_comp(message, pid[7], 1), zone)
-        if moment is None:
-            problems.append(f"PID-7: {reason}")
+    raw_birth = _comp(message, pid[7], 1)
+    if len(raw_birth.split(".")[0].split("+")[0].split("-")[0]) >= 8:  # year-only: unknown day
+        moment, _reason = parse_timestamp(raw_birth, zone)
+        if moment is None:  # the value itself stays out of the text (patient data)
+            problems.append("PID-7 birth date is not a valid date")
         else:
             birth = moment.date()
     pv1 = message.first("PV1")
@@ -129,8 +137,14 @@ def _patient(message: Hl7Message, zone: str, problems: list[str]) -> OrderPatien
         insurance_card=ids.get("insurance_card", ""),
         family_name=_comp(message, name, 1), given_name=_comp(message, name, 2),
         middle_name=_comp(message, name, 3), birth_date=birth,
-        sex=_comp(message, pid[8], 1).upper(),
+        sex=_sex(_comp(message, pid[8], 1)),
         visit_number=_comp(message, pv1[19], 1) if pv1 is not None else "")
+
+
+def _sex(raw: str) -> str:
+    """PID-8 as HL7 table 0001 (F, M, O, U, A, N); anything else is unknown ("")."""
+    value = raw.strip().upper()
+    return value if value in ("F", "M", "O", "U", "A", "N") else ""
 
 
 def _time(message: Hl7Message, raw: str, where: str, zone: str,
@@ -164,7 +178,8 @@ def parse_order_message(message: Hl7Message, zone: str = "Asia/Ho_Chi_Minh") -> 
     if message.message_type not in ORDER_MESSAGE_TYPES:
         return OrderMessage(OrderPatient(), (), (f"{message.message_type or 'no type'} is not "
                                                  "an order message (ORM^O01, OML^O21)",))
-    patient = _patient(message, zone, problems)
+    controls = {orc[1].upper() for orc in message.named("ORC")}
+    patient = _patient(message, zone, problems, need_ids=not controls <= _CANCEL)
     orders: list[IncomingOrder] = []
     specimen = message.first("SPM")  # OML^O21 may put SPM before or after the ORC groups
     for number, (orc, rest) in enumerate(_groups(message), 1):
@@ -197,10 +212,14 @@ def parse_order_message(message: Hl7Message, zone: str = "Asia/Ho_Chi_Minh") -> 
         collected_raw = (spm[17] if spm is not None else "") or obr[7]
         orders.append(IncomingOrder(
             control=control, barcode=barcode, placer_order=placer, tests=tests,
-            priority=priority, ordered_at=_time(message, orc[9], f"{where} ORC-9", zone,
-                                                problems),
-            collected_at=_time(message, collected_raw, f"{where} collection time", zone,
-                               problems)))
+            priority=priority,
+            ordered_at=_utc(_time(message, orc[9], f"{where} ORC-9", zone, problems)),
+            collected_at=_utc(_time(message, collected_raw, f"{where} collection time", zone,
+                                    problems))))
     if not orders and not problems:
         problems.append("no ORC segment")
     return OrderMessage(patient, tuple(orders), tuple(problems))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC)

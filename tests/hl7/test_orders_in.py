@@ -71,7 +71,7 @@ def test_what_cannot_be_stored_is_named() -> None:
     assert not got.acceptable
     assert got.problems == (
         "PID-3 carries no hospital ID (PI), national ID (NNVNM) or insurance card (HC)",
-        "PID-7: '99999999' is not a valid date (month must be in 1..12)",
+        "PID-7 birth date is not a valid date",
         "order 1: ORC-1 'ZZ' is not NW, CA/OC/DC or XO/RP",
         "order 2: no ordered test (OBR-4)",
         "order 2 ORC-9: 'notatime' is not a timestamp this driver can read",
@@ -79,3 +79,17 @@ def test_what_cannot_be_stored_is_named() -> None:
     oru = b"MSH|^~\\&|A||B||20261122||ORU^R01|1|P|2.5.1\rPID|1\r"
     assert parse_order_message(parse_message(oru)).problems == (
         "ORU^R01 is not an order message (ORM^O01, OML^O21)",)
+
+
+def test_partial_birth_dates_odd_sex_and_cancels_without_patient_are_accepted() -> None:
+    """A year-only birth date is unknown, not an error; PID-8 outside table 0001 is unknown;
+    a cancel needs no patient; a national ID that is not 12 digits is refused."""
+    got = parse_order_message(parse_message(ORM.replace(b"||19800102|M", b"||1980|Nam")))
+    assert got.acceptable, got.problems
+    assert (got.patient.birth_date, got.patient.sex) == (None, "")
+    cancel = parse_order_message(parse_message(
+        b"MSH|^~\\&|HIS||LIS||20261122||ORM^O01|C1|P|2.3.1\rORC|CA|CD0001\r"))
+    assert cancel.acceptable and cancel.orders[0].control is OrderControl.CANCEL
+    old_id = parse_order_message(parse_message(ORM.replace(b"079000000001", b"123456789")))
+    assert old_id.problems == (
+        "PID-3 national ID (NNVNM) must be the 12-digit personal identification number",)
