@@ -262,7 +262,10 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         return 1
     try:
         with engine.begin() as conn:
+            needs_order = {a.name: config.orders is not None and not a.unsolicited
+                           for a in config.analyzers}
             done = reprocess_held(conn, specs, tables, config.rule_set, config.policy, _now(),
+                                  needs_order=needs_order,
                                   source=_source())
     finally:
         engine.dispose()

@@ -26,11 +26,12 @@ The accepted shape::
     port = 2575
     # ack_timeout = 30                    # seconds the HIS has to answer
     # retry_first = 5  retry_cap = 900    # back-off: first delay, longest delay (s)
-    # hospital = "BV_BACHMAI"             # PID-3 CX.4 of hospital patient IDs
+    hospital = "BV_BACHMAI"               # PID-3 CX.4 of hospital patient IDs
     # sending_facility, receiving_application, receiving_facility  (MSH-4..6)
 
     [orders]                              # optional: orders from the HIS
     mllp_listen = "127.0.0.1:2576"        # ORM^O01 / OML^O21 over MLLP
+    hospital = "BV_BACHMAI"               # PID-3 CX.4 in host-query replies
     # time_zone = "Asia/Ho_Chi_Minh"      # for HIS times without an offset
 
     [[analyzers]]
@@ -117,6 +118,8 @@ class GatewayConfig:
         destinations: where released results are delivered (``[[destinations]]``).
         orders: the HIS's order link (``[orders] mllp_listen``), None without one.
         orders_time_zone: the zone of HIS times sent without an offset.
+        orders_hospital: the assigning authority of hospital patient IDs in host-query
+            replies (``[orders] hospital``, required with ``mllp_listen``).
     """
 
     file: Path
@@ -130,6 +133,7 @@ class GatewayConfig:
     destinations: tuple[DestinationSpec, ...] = ()
     orders: LinkSpec | None = None
     orders_time_zone: str = "Asia/Ho_Chi_Minh"
+    orders_hospital: str = ""
 
     def links(self) -> list[LinkSpec]:
         """The analyzers as :class:`lis_gateway.service.LinkSpec` objects."""
@@ -179,6 +183,7 @@ class _Checker:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.problems: list[str] = []
+        self.orders_hospital = ""
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -254,7 +259,8 @@ class _Checker:
                              mapping_directories=(*directories, SHIPPED_MAPPINGS),
                              record_dir=None if record is None else self.path(record),
                              rules_file=rules_file, rule_set=rule_set, policy=policy,
-                             destinations=destinations, orders=orders, orders_time_zone=zone)
+                             destinations=destinations, orders=orders, orders_time_zone=zone,
+                             orders_hospital=self.orders_hospital)
 
     def rules(self, table: Mapping[str, Any]) -> tuple[Path | None, RuleSet | None]:
         from lis_gateway.rules_file import RulesError, load_rules
@@ -441,7 +447,9 @@ class _Checker:
 
         from lis_gateway.order_intake import ORDER_LINK_NAME
 
-        self.unknown("orders", table, frozenset({"mllp_listen", "time_zone"}))
+        self.unknown("orders", table, frozenset({"mllp_listen", "time_zone", "hospital"}))
+        self.orders_hospital = self.string("orders", table, "hospital",
+                                           required="mllp_listen" in table) or ""
         zone = self.string("orders", table, "time_zone", required=False) or "Asia/Ho_Chi_Minh"
         try:
             ZoneInfo(zone)
@@ -507,7 +515,7 @@ class _Checker:
         first_s, cap_s = float(first or 5), float(cap or 900)
         if cap_s < first_s:
             self.problem(f"{where}.retry_cap", f"must not be below retry_first ({first_s:g})")
-        names = {key: self.string(where, item, key, required=False) or ""
+        names = {key: self.string(where, item, key, required=key == "hospital") or ""
                  for key in ("hospital", "sending_facility", "receiving_application",
                              "receiving_facility")}
         if len(self.problems) > before or None in (name, kind, host, port):

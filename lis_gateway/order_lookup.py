@@ -39,7 +39,8 @@ def analyzer_codes(table: MappingTable | None) -> dict[str, tuple[str, str]]:
 def ordered_sample(order: SampleOrder, codes: Mapping[str, tuple[str, str]],
                    hospital: HierarchicDesignator | None = None) -> OrderedSample | None:
     """The tube as this analyzer should see it, or None when none of its tests is ordered."""
-    tests = tuple(codes[t.test_code] for t in order.tests if t.test_code in codes)
+    # each test once, even when two placer orders ask for it
+    tests = tuple(dict.fromkeys(codes[t.test_code] for t in order.tests if t.test_code in codes))
     if not tests:
         return None
     sexes = {x.value: x for x in Sex}

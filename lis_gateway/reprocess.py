@@ -70,7 +70,8 @@ def _find(raw: bytes, spec: DriverSpec, table: MappingTable | None, analyzer_id:
 def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
                    tables: Mapping[str, MappingTable | None], rules: RuleSet | None,
                    policy: Policy | Policies, at: datetime, *,
-                   source: str = "") -> list[Reprocessed]:
+                   source: str = "",
+                   needs_order: Mapping[str, bool] | None = None) -> list[Reprocessed]:
     """Re-map and re-judge every HELD result; see the module docstring.
 
     Args:
@@ -80,6 +81,8 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
         rules: the current rule set, or None.
         policy: the lab's policy.
         at: timezone-aware time.
+        needs_order: by analyzer name, whether its results need a HIS order
+            (as under ``run``: orders configured and the analyzer not unsolicited).
         source: for the audit log.
 
     Returns:
@@ -104,7 +107,8 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
             out.append(Reprocessed(info.id, info.test_code, None, ResultState.HELD,
                                    "the result could not be read again from its message"))
             continue
-        av = Autoverification(rules, policy, table, spec.name)
+        av = Autoverification(rules, policy, table, spec.name,
+                              require_order=bool((needs_order or {}).get(info.analyzer)))
         content = repository.content_of(result)
         if content != latest.content:
             new = repository.correct_result(conn, latest.id, content, reason=REPROCESS_REASON,

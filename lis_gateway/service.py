@@ -318,8 +318,8 @@ def run_gateway(config: GatewayConfig, *,
         return StoreRecorder(link.name, link.driver.name, link.transport, pool, reactor,
                              peer=f"session {session}")
 
-    hospital = next((HierarchicDesignator(d.hospital) for d in config.destinations
-                     if d.hospital), None)
+    hospital = (HierarchicDesignator(config.orders_hospital) if config.orders_hospital
+                else None)
 
     def orders_for(link: LinkSpec) -> OrderSource:
         return StoreOrderSource(pool, tables.get(link.driver.table_name), hospital)

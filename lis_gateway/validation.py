@@ -97,7 +97,7 @@ def validate_result(conn: Connection, result_id: int, actor: Actor, policy: Poli
     if info.qc:
         return Outcome(result_id, info.test_code, status.state, status.state, (),
                        "a QC result is not a patient result")
-    if not info.latest.content.code:
+    if not info.latest.content.code and not info.latest.content.loinc:
         return Outcome(result_id, info.test_code, status.state, status.state, (),
                        f"test {info.test_code!r} is not mapped to a local code: add it to "
                        "the mapping table, run `lis-gateway reprocess`, then validate")

@@ -232,6 +232,7 @@ name = "his"
 type = "hl7-mllp"
 host = "127.0.0.1"
 port = 2575
+hospital = "BV_A"
 [[destinations]]
 name = "his2"
 type = "hl7-mllp"
@@ -245,7 +246,8 @@ receiving_application = "HIS"
 """, tmp_path / "gw.toml")
     first, second = config.destinations
     assert (first.name, first.host, first.port, first.ack_timeout, first.retry_first,
-            first.retry_cap, first.hospital) == ("his", "127.0.0.1", 2575, 30.0, 5.0, 900.0, "")
+            first.retry_cap, first.hospital) == ("his", "127.0.0.1", 2575, 30.0, 5.0, 900.0,
+                                                 "BV_A")
     assert (second.ack_timeout, second.retry_first, second.retry_cap, second.hospital,
             second.receiving_application) == (10.0, 2.0, 60.0, "BV_TEST", "HIS")
     assert parse_config(ONE_ANALYZER, tmp_path / "gw.toml").destinations == ()
@@ -258,16 +260,19 @@ def test_bad_destinations_are_located(tmp_path: Path) -> None:
 name = "fhir"
 type = "fhir"
 host = "x"
+hospital = "H"
 port = 1
 [[destinations]]
 name = "his"
 type = "hl7-mllp"
 host = "x"
+hospital = "H"
 colour = "red"
 [[destinations]]
 name = "a"
 type = "hl7-mllp"
 host = "x"
+hospital = "H"
 port = 1
 retry_first = 60
 retry_cap = 10
@@ -275,11 +280,13 @@ retry_cap = 10
 name = "b"
 type = "hl7-mllp"
 host = "x"
+hospital = "H"
 port = 1
 [[destinations]]
 name = "b"
 type = "hl7-mllp"
 host = "y"
+hospital = "H"
 port = 2
 """, tmp_path)
     assert got == (
@@ -300,11 +307,13 @@ def test_orders_link_and_unsolicited_analyzers(tmp_path: Path) -> None:
                                    'transport = "tcp-server"\nlisten = "127.0.0.1:0"\n'
                                    'unsolicited = true\n')
                           + b'[orders]\nmllp_listen = "127.0.0.1:2576"\n'
-                            b'time_zone = "Asia/Bangkok"\n', tmp_path / "gw.toml")
+                            b'time_zone = "Asia/Bangkok"\nhospital = "BV_TEST"\n',
+                          tmp_path / "gw.toml")
     assert config.orders is not None
     assert (config.orders.name, config.orders.driver.name, config.orders.transport,
             config.orders.host, config.orders.port, config.orders_time_zone) == (
         "his-orders", "generic-hl7", "tcp-server", "127.0.0.1", 2576, "Asia/Bangkok")
+    assert config.orders_hospital == "BV_TEST"
     assert [a.unsolicited for a in config.analyzers] == [True]
     assert parse_config(ONE_ANALYZER, tmp_path / "gw.toml").orders is None
 
@@ -317,11 +326,13 @@ def test_bad_orders_settings_are_located(tmp_path: Path) -> None:
                    + b'[orders]\nmllp_listen = "2576"\ntime_zone = "Mars/Olympus"\n', tmp_path)
     assert got == (
         "analyzers[0].unsolicited: expected true or false, got a string ('yes')",
+        "orders.hospital: missing (expected a string)",
         "orders.time_zone: unknown time zone 'Mars/Olympus'",
         "orders.mllp_listen: expected HOST:PORT with a port from 0 to 65535, got '2576'",
     )
     clash = problems(analyzer('name = "his-orders"\ndriver = "roche-cobas"\n'
                               'transport = "tcp-server"\nlisten = "127.0.0.1:0"\n')
-                     + b'[orders]\nmllp_listen = "127.0.0.1:2576"\n', tmp_path)
+                     + b'[orders]\nmllp_listen = "127.0.0.1:2576"\nhospital = "H"\n',
+                     tmp_path)
     assert clash == ("orders: an analyzer is named 'his-orders', the name of the order "
                      "link; rename the analyzer",)

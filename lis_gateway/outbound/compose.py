@@ -85,8 +85,9 @@ def compose_oru(item: OutboundResult, route: MessageRoute, now: datetime,
         reference_range=c.reference_range, abnormal_flags=c.flags, validated_by=person,
         equipment=(EntityIdentifier(item.analyzer),) if item.analyzer else (),
         analyzed_at=c.result_time)
+    placer = EntityIdentifier(item.placer_order) if item.placer_order else None
     order = Order(filler_order_number=EntityIdentifier(item.accession), service=code,
-                  status=report, observations=(observation,))
+                  status=report, observations=(observation,), placer_order_number=placer)
     sexes = {x.value: x for x in Sex}
     patient = PatientIdentity(hospital_id=item.hospital_id, hospital=hospital,
                               national_id=item.national_id, family_name=item.family_name,

@@ -91,6 +91,7 @@ class OutboundResult:
     given_name: str = ""
     birth_date: date | None = None
     sex: str = ""  #: table 0001 as the HIS sent it
+    placer_order: str = ""  #: the HIS's order number for this test (ORC-2/OBR-2)
 
 
 def _entries_query() -> Any:
@@ -278,6 +279,15 @@ def released_before(conn: Connection, result_id: int, version: int) -> bool:
         ev.c.to_state == ResultState.RELEASED.value).limit(1)).first() is not None
 
 
+def _placer(conn: Connection, sample_id: int, local_code: str) -> str:
+    """The placer order number of the active order of this test on the sample ("" if none)."""
+    o = s.orders
+    found = conn.execute(select(o.c.placer_order).where(
+        o.c.sample_id == sample_id, o.c.test_code == local_code, o.c.status == "ordered")
+        .order_by(o.c.id.desc()).limit(1)).scalar_one_or_none()
+    return found or ""
+
+
 def payload(conn: Connection, entry_id: int) -> OutboundResult:
     """Everything the message of one entry needs, read in one transaction.
 
@@ -313,4 +323,5 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
         hospital_id=ids.hospital_id or "", national_id=ids.national_id or "",
         insurance_card=ids.insurance_card or "", responsible=username,
         responsible_name=display, family_name=who.family_name, middle_name=who.middle_name,
-        given_name=who.given_name, birth_date=who.birth_date, sex=who.sex)
+        given_name=who.given_name, birth_date=who.birth_date, sex=who.sex,
+        placer_order=_placer(conn, who.id, version.content.code))

@@ -83,6 +83,7 @@ url = "sqlite:///{tmp_path / 'lis.db'}"
 directories = ["maps"]
 [orders]
 mllp_listen = "127.0.0.1:0"
+hospital = "BV_TEST"
 [[analyzers]]
 name = "chem1"
 driver = "generic-astm"

@@ -189,6 +189,7 @@ directories = ["site-mappings"]
 require_approval = false
 [orders]
 mllp_listen = "127.0.0.1:0"
+hospital = "BV_TEST"
 [[analyzers]]
 name = "chem1"
 driver = "generic-astm"
@@ -262,6 +263,7 @@ hospital = "BV_TEST"
         assert (str(p.segment("PID")[5]), str(p.segment("PID")[7]), str(p.segment("PID")[8])) \
             == ("Tran^Binh^Thi^^^^L", "19700304", "F")
         assert str(p.segment("OBR")[3]) == SAMPLE
+        assert str(p.segment("ORC")[2]) == str(p.segment("OBR")[2]) == SAMPLE  # placer
         assert str(p.segment("OBX")[11]) == "F"
     assert reconciled(config) == ["delivered"] * 6
     summary = cli(config, "reconcile").stdout.splitlines()

@@ -29,7 +29,8 @@ CONTENT = ResultContent(
 ITEM = OutboundResult(control_id="LG17", accession="S1", analyzer="cobas", test_code="GLU",
                       content=CONTENT,
                       corrected=False, hospital_id="H42", national_id="079000000001",
-                      responsible="dr_minh", responsible_name="Nguyen Minh")
+                      responsible="dr_minh", responsible_name="Nguyen Minh",
+                      placer_order="CD0001")
 
 
 def segment(message: bytes, name: str) -> list[str]:
@@ -63,6 +64,7 @@ def test_final_and_corrected_messages_validate_strictly() -> None:
         assert (obx[11], segment(message, "OBR")[25]) == (status, status)
         assert parse_message(message).control_id == "LG17"
         assert obx[16] == "dr_minh^Nguyen^Minh"
+        assert segment(message, "ORC")[2] == segment(message, "OBR")[2] == "CD0001"
 
 
 def test_what_cannot_make_a_message_says_why() -> None:

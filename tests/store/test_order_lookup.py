@@ -67,3 +67,12 @@ def test_a_mindray_query_gets_the_stored_order(engine: Engine) -> None:
     dsr = answers[1].raw.decode("ascii")  # 7-bit: the diacritics are folded for the analyzer
     assert "\rDSP|29||1^^^|||\r" in dsr
     assert "Nguyen" in dsr
+
+
+def test_a_test_ordered_twice_is_asked_for_once(engine: Engine) -> None:
+    """Two placer orders for GLU on one tube: the worklist names test 1 once."""
+    receive(engine, ORM.replace(b"2160-0^Creatinine^LN^CREA^Creatinin^L", b"GLU")
+            .replace(b"OBR|2|CD0001", b"OBR|2|CD0002").replace(b"ORC|NW|CD0001||||||^^^^^S",
+                                                                b"ORC|NW|CD0002|CD0001|||||^^^^^S"))
+    [sample] = found(engine, "CD0001")
+    assert sample.tests == (("1", "Glucose"),)  # type: ignore[attr-defined]

@@ -139,3 +139,4 @@ def test_the_oru_payload_carries_the_ordered_patient(engine: Engine) -> None:
             item.birth_date, item.sex) == ("BN0001", "Nguyễn", "Văn", "An", date(1980, 1, 2),
                                            "M")
     assert dataclasses.asdict(item)["national_id"] == "079000000001"
+    assert item.placer_order == "CD0001"
