@@ -26,9 +26,7 @@ def cmd_outbox_list(args: argparse.Namespace) -> int:
         print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
         return 1
     try:
-        with engine.begin() as conn:
-            for destination in config.destinations:  # what is released but not queued yet
-                outbox.enqueue_released(conn, destination.name, _now())
+        with engine.begin() as conn:  # read-only: queueing is the running gateway's job
             entries = outbox.entries(conn, destination=args.destination,
                                      state=None if args.state is None
                                      else EntryState(args.state))
@@ -146,7 +144,7 @@ def add_outbox_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         description=("One line (or JSON object) per entry: destination, sample, test, "
                      "control ID (MSH-10), state (pending, delivered, dead), attempts, "
                      "next attempt and the destination's last answer. Released results "
-                     "not yet queued for a configured destination are queued first."))
+                     "the gateway has not queued yet are listed by 'reconcile'."))
     p.add_argument("--destination", metavar="NAME")
     p.add_argument("--state", choices=("pending", "delivered", "dead"))
     p.add_argument("--json", action="store_true", help="one JSON object per entry")

@@ -328,7 +328,14 @@ class HisClient(Service):
             self._clock.callLater(0, self._pump)
             return
         item = self._current = self._queue.popleft()
-        item.sending = proto.send(item.message)
+        try:
+            item.sending = proto.send(item.message)
+        except Hl7Error:  # cannot be framed: report it, never hang the queue
+            self._current = None
+            self._log.error("message-not-sendable")
+            item.result.callback(DeliveryReport(item.control_id, DeliveryStatus.NOT_SENT))
+            self._pump()
+            return
         item.sending.addCallbacks(self._report, self._abandoned, callbackArgs=(item,),
                                   errbackArgs=(item,))
 
