@@ -131,8 +131,7 @@ class OutboxWorker(Service):
         if self._idle is not None:
             idle, self._idle = self._idle, None
             idle.callback(None)
-            return
-        self._schedule(delay)
+        self._schedule(delay)  # only while running: a restart during the wait carries on
 
     def _tick(self) -> None:
         self._call = None

@@ -11,6 +11,7 @@ import dataclasses
 from datetime import timedelta
 
 from sqlalchemy import Engine
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
@@ -200,4 +201,50 @@ def test_content_that_can_never_make_a_message_is_dead_lettered(engine: Engine) 
     [entry] = rig.entries()
     assert (entry.state, entry.last_status) == (EntryState.DEAD, "unbuildable")
     assert "??" in entry.last_error and rig.sent() == []
+    rig.worker.stopService()
+
+
+class HeldPool:
+    """NonThreadPool whose answers wait until ``release()``, as a slow database would."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._pool = NonThreadPool(engine)
+        self.waiting: list[tuple[Deferred[object], object]] = []
+
+    def run(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        outcome: list[object] = []
+        self._pool.run(fn, *args, **kwargs).addBoth(outcome.append)
+        d: Deferred[object] = Deferred()
+        self.waiting.append((d, outcome[0]))
+        return d
+
+    def release(self) -> None:
+        while self.waiting:
+            d, value = self.waiting.pop(0)
+            d.callback(value)
+
+
+def test_a_restart_while_waiting_for_the_store_carries_on(engine: Engine) -> None:
+    """stopService then startService while a poll waits for the database: the loop goes on."""
+    users(engine)
+    released_sample(engine, "S1")
+    released_sample(engine, "S2", raw=RAW + b"2")
+    rig = Rig(engine)
+    pool = HeldPool(engine)
+    rig.worker = OutboxWorker("his", pool, rig.client, rig.clock, ROUTE,  # type: ignore[arg-type]
+                              hospital=HierarchicDesignator("BV_TEST"))
+    rig.start()
+    assert len(pool.waiting) == 1  # the first poll is with the database
+    rig.worker.stopService()
+    rig.endpoint.protocols[0].connectionLost(Failure(ConnectionError("closed by stop")))
+    rig.worker.startService()
+    pool.release()
+    rig.clock.advance(0)
+    [first] = rig.sent()
+    rig.answer(b"AA")
+    pool.release()  # the attempt is recorded; the loop must schedule the next poll
+    rig.clock.advance(0)
+    pool.release()
+    first_again, second = rig.sent()
+    assert first_again == first and b"|S2" in second
     rig.worker.stopService()
