@@ -55,10 +55,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import drivers
 from lis_gateway.lifecycle import GroupPolicy, Policies, Policy
@@ -90,6 +90,10 @@ _TRANSPORT_KEYS: Mapping[str, frozenset[str]] = {
 _COMMON_KEYS = frozenset({"name", "driver", "transport", "unsolicited"})
 _ALL_LINK_KEYS = _COMMON_KEYS.union(*_TRANSPORT_KEYS.values())
 _PARITIES = ("N", "E", "O", "M", "S")
+
+
+#: A parsed ``[[...]]`` table with a unique name (an analyzer link or a destination).
+_Named = TypeVar("_Named", LinkSpec, DestinationSpec)
 
 
 class ConfigError(Exception):
@@ -353,22 +357,28 @@ class _Checker:
             self.problem("analyzers", "expected at least one [[analyzers]] table, got "
                          f"{_kind(value)}")
             return None
-        out: list[LinkSpec] = []
+        return self.named_tables("analyzers", value, self.analyzer)
+
+    def named_tables(self, key: str, value: list[Any],
+                     parse: Callable[[str, Mapping[str, Any]], _Named | None]
+                     ) -> tuple[_Named, ...] | None:
+        """Each table of ``[[key]]`` parsed, names unique; None when any has a problem."""
+        out: list[_Named] = []
         names: dict[str, int] = {}
         for i, item in enumerate(value):
-            where = f"analyzers[{i}]"
+            where = f"{key}[{i}]"
             if not isinstance(item, dict):
                 self.problem(where, f"expected a table, got {_kind(item)}")
                 continue
-            analyzer = self.analyzer(where, item)
-            if analyzer is None:
+            parsed = parse(where, item)
+            if parsed is None:
                 continue
-            if analyzer.name in names:
-                self.problem(f"{where}.name", f"{analyzer.name!r} is already the name of "
-                             f"analyzers[{names[analyzer.name]}]")
+            if parsed.name in names:
+                self.problem(f"{where}.name", f"{parsed.name!r} is already the name of "
+                             f"{key}[{names[parsed.name]}]")
                 continue
-            names[analyzer.name] = i
-            out.append(analyzer)
+            names[parsed.name] = i
+            out.append(parsed)
         return tuple(out) if len(out) == len(value) else None
 
     def analyzer(self, where: str, item: Mapping[str, Any]) -> LinkSpec | None:
@@ -476,23 +486,7 @@ class _Checker:
         if not isinstance(value, list):
             self.problem("destinations", f"expected [[destinations]] tables, got {_kind(value)}")
             return None
-        out: list[DestinationSpec] = []
-        names: dict[str, int] = {}
-        for i, item in enumerate(value):
-            where = f"destinations[{i}]"
-            if not isinstance(item, dict):
-                self.problem(where, f"expected a table, got {_kind(item)}")
-                continue
-            destination = self.destination(where, item)
-            if destination is None:
-                continue
-            if destination.name in names:
-                self.problem(f"{where}.name", f"{destination.name!r} is already the name of "
-                             f"destinations[{names[destination.name]}]")
-                continue
-            names[destination.name] = i
-            out.append(destination)
-        return tuple(out) if len(out) == len(value) else None
+        return self.named_tables("destinations", value, self.destination)
 
     def destination(self, where: str, item: Mapping[str, Any]) -> DestinationSpec | None:
         before = len(self.problems)
