@@ -7,12 +7,11 @@ import json
 import sys
 from datetime import datetime
 
-from lis_gateway.cli_store import _load_config, _now, _safe_url, _source, _store, config_option
+from lis_gateway.cli_store import _load_config, _now, _open_store, _source, config_option
 
 
 def cmd_outbox_list(args: argparse.Namespace) -> int:
     """Print outbox entries (oldest first), optionally of one destination and state."""
-    from sqlalchemy.exc import SQLAlchemyError
 
     from lis_gateway.outbound.delivery import EntryState
     from lis_gateway.store import outbox
@@ -20,10 +19,8 @@ def cmd_outbox_list(args: argparse.Namespace) -> int:
     config = _load_config(args)
     if config is None:
         return 2
-    try:
-        engine = _store(config)
-    except SQLAlchemyError as exc:
-        print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
+    engine = _open_store(config)
+    if engine is None:
         return 1
     try:
         with engine.begin() as conn:  # read-only: queueing is the running gateway's job
@@ -55,7 +52,9 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
     config = _load_config(args)
     if config is None:
         return 2
-    engine = _store(config)
+    engine = _open_store(config)
+    if engine is None:
+        return 1
     status = 0
     try:
         with engine.begin() as conn:
@@ -107,7 +106,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(f"{config.file}: no [[destinations]] configured; nothing to reconcile against",
               file=sys.stderr)
         return 2
-    engine = _store(config)
+    engine = _open_store(config)
+    if engine is None:
+        return 1
     try:
         with engine.begin() as conn:
             rows = reconcile(conn, names, args.since)

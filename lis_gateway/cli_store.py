@@ -130,6 +130,17 @@ def _store(config: GatewayConfig) -> Engine:
     return engine
 
 
+def _open_store(config: GatewayConfig) -> Engine | None:
+    """:func:`_store`, or None after printing why the database cannot be opened."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return _store(config)
+    except SQLAlchemyError as exc:
+        print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
+        return None
+
+
 def _read_password() -> str | None:
     """One line of standard input without its line ending; None (after a message) if empty."""
     password = sys.stdin.readline().rstrip("\r\n")
@@ -153,7 +164,7 @@ def parse_roles(text: str) -> list[str]:
 
 def cmd_user(args: argparse.Namespace) -> int:
     """Add a user, set a password, or disable a user (each audited)."""
-    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError
 
     from lis_gateway.store import repository
 
@@ -166,10 +177,8 @@ def cmd_user(args: argparse.Namespace) -> int:
         if password is None:
             return 2
         hashed = repository.password_hash(password)
-    try:
-        engine = _store(config)
-    except SQLAlchemyError as exc:
-        print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
+    engine = _open_store(config)
+    if engine is None:
         return 1
     source, now = _source(), _now()
     try:
@@ -201,7 +210,6 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate (and approve) a sample's results as a user; one line per result."""
-    from sqlalchemy.exc import SQLAlchemyError
 
     from lis_gateway.store import repository
     from lis_gateway.validation import UserRefusedError, validate_sample
@@ -209,10 +217,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = _load_config(args)
     if config is None:
         return 2
-    try:
-        engine = _store(config)
-    except SQLAlchemyError as exc:
-        print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
+    engine = _open_store(config)
+    if engine is None:
         return 1
     try:
         with engine.begin() as conn:
@@ -239,7 +245,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
     """Re-map held results with the current tables and re-evaluate the rules."""
-    from sqlalchemy.exc import SQLAlchemyError
 
     from lis_gateway.ingest import load_tables
     from lis_gateway.mapping import MappingTableError
@@ -255,10 +260,8 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         for table_problem in exc.problems:
             print(f"mapping table error: {table_problem}", file=sys.stderr)
         return 2
-    try:
-        engine = _store(config)
-    except SQLAlchemyError as exc:
-        print(f"cannot open {_safe_url(config.database_url)}: {exc}", file=sys.stderr)
+    engine = _open_store(config)
+    if engine is None:
         return 1
     try:
         with engine.begin() as conn:
