@@ -20,10 +20,11 @@ original.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from lis_gateway.text import strip_diacritics
 
 from .assembler import AstmMessage
 from .codec import encode_message
@@ -84,10 +85,7 @@ def fold(text: str, encoding: str) -> str:
         text.encode(encoding)
         return text
     except UnicodeEncodeError:
-        bare = text.replace("Đ", "D").replace("đ", "d")
-        bare = "".join(c for c in unicodedata.normalize("NFKD", bare)
-                       if not unicodedata.combining(c))
-        return bare.encode(encoding, "replace").decode(encoding)
+        return strip_diacritics(text).encode(encoding, "replace").decode(encoding)
 
 
 def _safe(text: str, delims: Delimiters, encoding: str) -> str:

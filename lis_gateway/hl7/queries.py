@@ -26,10 +26,11 @@ and Vietnamese names are sent without diacritics (vietnam.md §3.1).
 from __future__ import annotations
 
 import enum
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from lis_gateway.text import strip_diacritics
 
 from .datatypes import encode_text, format_wall_time
 from .delimiters import DEFAULT
@@ -176,9 +177,7 @@ ERROR_TEXTS: dict[str, str] = {
 
 def ascii_fold(text: str) -> str:
     """Text without diacritics for 8-bit analyzers: ``Nguyễn Văn Đức`` -> ``Nguyen Van Duc``."""
-    text = text.replace("Đ", "D").replace("đ", "d")
-    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return bare.encode("ascii", "replace").decode("ascii")
+    return strip_diacritics(text).encode("ascii", "replace").decode("ascii")
 
 
 def _seg(name: str, fields: Sequence[str]) -> str:
