@@ -43,13 +43,12 @@ def ordered_sample(order: SampleOrder, codes: Mapping[str, tuple[str, str]],
     tests = tuple(dict.fromkeys(codes[t.test_code] for t in order.tests if t.test_code in codes))
     if not tests:
         return None
-    sexes = {x.value: x for x in Sex}
     patient = PatientIdentity(
         hospital_id=order.hospital_id, hospital=hospital if order.hospital_id else None,
         national_id=order.national_id, insurance_card=order.insurance_card,
         family_name=order.family_name, middle_name=order.middle_name,
         given_name=order.given_name, birth_date=order.birth_date,
-        sex=sexes.get(order.sex, Sex.UNKNOWN))
+        sex=Sex.from_code(order.sex))
     stat = any(t.priority == "S" for t in order.tests if t.test_code in codes)
     return OrderedSample(order.accession, tests, patient,
                          priority=Priority.STAT if stat else Priority.ROUTINE,

@@ -38,7 +38,6 @@ from lis_gateway.astm.assembler import (
     Checkpoint,
     MessageAssembler,
 )
-from lis_gateway.astm.codec import encode_message
 from lis_gateway.astm.events import (
     AbortReason,
     BidDeferred,
@@ -54,9 +53,14 @@ from lis_gateway.astm.events import (
     TransferStarted,
     UnexpectedInput,
 )
-from lis_gateway.astm.host_query import HostQuery, ReplySample, build_reply, host_queries
+from lis_gateway.astm.host_query import (
+    HostQuery,
+    ReplySample,
+    build_error_reply,
+    build_reply,
+    host_queries,
+)
 from lis_gateway.astm.link import LinkConfig, LinkConnection
-from lis_gateway.astm.records import HeaderRecord, TerminatorRecord
 from lis_gateway.hl7.queries import OrderedSample, Priority
 from lis_gateway.wire import Recorder
 
@@ -318,11 +322,8 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
     def _lookup_failed(self, failure: Failure, queries: list[HostQuery]) -> None:
         # L|1|Q: "error in last request for information"; the analyzer may ask again
         self._log.error("query-lookup-failed", error=failure_kind(failure), keys=len(queries))
-        now = datetime.fromtimestamp(self._clock.seconds(), UTC).strftime("%Y%m%d%H%M%S")
-        self.send_message(encode_message(
-            [HeaderRecord(sender_id="LIS-GATEWAY", processing_id="P", version="LIS2-A2",
-                          timestamp=now), TerminatorRecord(sequence="1", termination_code="Q")],
-            encoding=self._encoding))
+        now = datetime.fromtimestamp(self._clock.seconds(), UTC)
+        self.send_message(build_error_reply(now=now, encoding=self._encoding))
 
     def _refuse_frame(self, failure: Failure, token: object, before: Checkpoint) -> None:
         if self._hold is not token:

@@ -92,13 +92,26 @@ def _safe(text: str, delims: Delimiters, encoding: str) -> str:
     return delims.escape_text(fold(text, encoding))
 
 
+def _header(now: datetime, sender: str) -> HeaderRecord:
+    return HeaderRecord(sender_id=sender, processing_id="P", version="LIS2-A2",
+                        timestamp=now.strftime("%Y%m%d%H%M%S"))
+
+
+def build_error_reply(*, now: datetime, encoding: str = "latin-1",
+                      sender: str = "LIS-GATEWAY") -> bytes:
+    """``H, L|1|Q``: "error in last request for information" (the lookup failed)."""
+    return encode_message([_header(now, sender), TerminatorRecord(sequence="1",
+                                                                  termination_code="Q")],
+                          encoding=encoding)
+
+
 def build_reply(queries: Sequence[HostQuery], found: Mapping[str, ReplySample], *,
                 now: datetime, encoding: str = "latin-1", sender: str = "LIS-GATEWAY",
                 delimiters: Delimiters = DEFAULT) -> bytes:
     """The reply message to ``queries`` (records ending in CR, not framed)."""
     stamp = now.strftime("%Y%m%d%H%M%S")
     records: list[HeaderRecord | PatientRecord | OrderRecord | TerminatorRecord] = [
-        HeaderRecord(sender_id=sender, processing_id="P", version="LIS2-A2", timestamp=stamp)]
+        _header(now, sender)]
     number = 0
     for query in queries:
         sample = found.get(query.barcode)

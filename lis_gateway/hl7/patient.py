@@ -40,6 +40,14 @@ class Sex(enum.Enum):
     AMBIGUOUS = "A"
     NOT_APPLICABLE = "N"
 
+    @classmethod
+    def from_code(cls, code: str) -> Sex:
+        """The table 0001 value for ``code``; UNKNOWN for anything else ("" included)."""
+        try:
+            return cls(code)
+        except ValueError:
+            return cls.UNKNOWN
+
 
 class PatientClass(enum.Enum):
     """Patient class, HL7 table 0004 (PV1-2)."""

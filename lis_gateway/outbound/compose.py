@@ -88,11 +88,10 @@ def compose_oru(item: OutboundResult, route: MessageRoute, now: datetime,
     placer = EntityIdentifier(item.placer_order) if item.placer_order else None
     order = Order(filler_order_number=EntityIdentifier(item.accession), service=code,
                   status=report, observations=(observation,), placer_order_number=placer)
-    sexes = {x.value: x for x in Sex}
     patient = PatientIdentity(hospital_id=item.hospital_id, hospital=hospital,
                               national_id=item.national_id, family_name=item.family_name,
                               middle_name=item.middle_name, given_name=item.given_name,
                               birth_date=item.birth_date,
-                              sex=sexes.get(item.sex, Sex.UNKNOWN),
+                              sex=Sex.from_code(item.sex),
                               insurance_card=item.insurance_card)
     return build_oru_r01(route, patient, (order,), control_id=item.control_id, now=now)

@@ -23,7 +23,8 @@ from lis_gateway.outbound.delivery import Decision, DeliveryStatus, EntryState, 
 from lis_gateway.store import schema as s
 from lis_gateway.store._common import NotFoundError, StoreError, as_utc, require_aware
 from lis_gateway.store.audit import append_audit
-from lis_gateway.store.repository import ResultContent, result_versions, sample_ids
+from lis_gateway.store.orders import ORDERED
+from lis_gateway.store.repository import ResultContent, result_versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +284,7 @@ def _placer(conn: Connection, sample_id: int, local_code: str) -> str:
     """The placer order number of the active order of this test on the sample ("" if none)."""
     o = s.orders
     found = conn.execute(select(o.c.placer_order).where(
-        o.c.sample_id == sample_id, o.c.test_code == local_code, o.c.status == "ordered")
+        o.c.sample_id == sample_id, o.c.test_code == local_code, o.c.status == ORDERED)
         .order_by(o.c.id.desc()).limit(1)).scalar_one_or_none()
     return found or ""
 
@@ -300,7 +301,6 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
     entry = get(conn, entry_id)
     [version] = [v for v in result_versions(conn, entry.result_id)
                  if v.id == entry.result_version_id]
-    ids = sample_ids(conn, entry.accession)
     who = conn.execute(select(s.samples).where(s.samples.c.accession == entry.accession)).one()
     ev, u = s.validation_events, s.users
     people = conn.execute(
@@ -320,8 +320,8 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
         control_id=entry.control_id, accession=entry.accession, analyzer=analyzer,
         test_code=entry.test_code, content=version.content,
         corrected=released_before(conn, entry.result_id, version.version),
-        hospital_id=ids.hospital_id or "", national_id=ids.national_id or "",
-        insurance_card=ids.insurance_card or "", responsible=username,
+        hospital_id=who.hospital_id or "", national_id=who.national_id or "",
+        insurance_card=who.insurance_card or "", responsible=username,
         responsible_name=display, family_name=who.family_name, middle_name=who.middle_name,
         given_name=who.given_name, birth_date=who.birth_date, sex=who.sex,
         placer_order=_placer(conn, who.id, version.content.code))
