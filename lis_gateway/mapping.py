@@ -6,14 +6,20 @@ repository; sites add their own directory in the configuration)::
     <table>.csv         analyzer_code,local_code,national_code,appendix11_code,loinc,
                         name_vi,name_en,analyzer_unit,unit_ucum,factor,offset,decimals,
                         critical_low,critical_high,autoverify_low,autoverify_high
+                        [,service_code]
     <table>.ranges.csv  local_code,sex,age_from,age_to,low,high,text
+
+``service_code`` (:data:`OPTIONAL_COLUMNS`) is the QĐ 2010/2025 App. 1 shared
+service code that the social-insurance table XML4 needs as ``MA_DICH_VU``
+(see :mod:`lis_gateway.export.xml4`); a table without the column loads as
+before, with every service code empty.
 
 Tables are validated completely when loaded; every problem names the file,
 line and column, and a table with any error is not loaded at all
 (:class:`MappingTableError` lists them all). Each loaded table carries a
 version (SHA-256 of its files) that every mapped result records.
 
-Pure: no I/O except :func:`load_table`/:func:`load_directory` reading files.
+Pure: no I/O except :func:`load_table` reading files.
 """
 
 from __future__ import annotations
@@ -32,10 +38,16 @@ from pathlib import Path
 COLUMNS = ("analyzer_code", "local_code", "national_code", "appendix11_code", "loinc",
            "name_vi", "name_en", "analyzer_unit", "unit_ucum", "factor", "offset", "decimals",
            "critical_low", "critical_high", "autoverify_low", "autoverify_high")
+#: Columns a table may leave out (every cell is then empty).
+OPTIONAL_COLUMNS = ("service_code",)
 RANGE_COLUMNS = ("local_code", "sex", "age_from", "age_to", "low", "high", "text")
 _REQUIRED = ("analyzer_code", "local_code", "name_vi", "name_en")
 _NATIONAL = re.compile(r"^\d{7}$")
 _APPENDIX11 = re.compile(r"^[A-Z]{1,3}\d{1,4}$")
+#: QĐ 2010/2025 App. 1 ``CC.KKKK.GGGG``, or a sample sent to another facility
+#: ``XX.YYYY.ZZZZ.K.WWWWW`` (WWWWW: the performing facility's code)
+SERVICE_CODE = re.compile(r"^[0-9A-Z]{2}\.\d{4}\.\d{4}$")
+REFERRAL_SERVICE_CODE = re.compile(r"^[0-9A-Z]{2}\.\d{4}\.\d{4}\.\d\.\d{5}$")
 _LOINC = re.compile(r"^(\d{1,7})-(\d)$")
 _AGE = re.compile(r"^(\d+)([dmy])$")
 _AGE_DAYS = {"d": 1, "m": 30, "y": 365}
@@ -129,6 +141,7 @@ class MappingEntry:
     autoverify_low: Decimal | None
     autoverify_high: Decimal | None
     ranges: tuple[ReferenceRange, ...] = ()
+    service_code: str = ""  #: QĐ 2010 shared service code (XML4 ``MA_DICH_VU``), or ""
 
     @property
     def indicator_code(self) -> str:
@@ -199,7 +212,9 @@ class _Reader:
     def problem(self, line: int, column: str, message: str) -> None:
         self.problems.append(TableProblem(self.file, line, column, message))
 
-    def rows(self, data: bytes, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    def rows(self, data: bytes, columns: Sequence[str], optional: Sequence[str] = ()
+             ) -> list[tuple[int, dict[str, str]]]:
+        """The data rows as (line, column -> NFC-trimmed cell); an absent optional column is ""."""
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -212,7 +227,7 @@ class _Reader:
             return []
         header = [h.strip() for h in header]
         missing = [c for c in columns if c not in header]
-        unknown = [h for h in header if h not in columns]
+        unknown = [h for h in header if h not in columns and h not in optional]
         if missing:
             self.problem(1, ",".join(missing), "missing column(s)")
         if unknown:
@@ -227,8 +242,10 @@ class _Reader:
             if len(raw) != len(header):
                 self.problem(line, "", f"{len(raw)} cells, the header has {len(header)}")
                 continue
-            out.append((line, {h: unicodedata.normalize("NFC", c.strip())
-                               for h, c in zip(header, raw, strict=True)}))
+            cells = dict.fromkeys(optional, "")
+            cells.update({h: unicodedata.normalize("NFC", c.strip())
+                          for h, c in zip(header, raw, strict=True)})
+            out.append((line, cells))
         return out
 
     def decimal(self, line: int, column: str, text: str, default: Decimal | None = None
@@ -264,6 +281,12 @@ def _entry(r: _Reader, line: int, row: dict[str, str], units: UnitCheck) -> Mapp
         r.problem(line, "national_code", "a QĐ 1227 code has 7 digits")
     if row["appendix11_code"] and not _APPENDIX11.match(row["appendix11_code"]):
         r.problem(line, "appendix11_code", "an Appendix 11 code looks like H02")
+    service = row["service_code"]
+    if service and not (SERVICE_CODE.match(service) or REFERRAL_SERVICE_CODE.match(service)):
+        r.problem(line, "service_code", f"{service!r} is not a QĐ 2010 service code "
+                                        "CC.KKKK.GGGG (digits; CC may hold capitals), or "
+                                        "CC.KKKK.GGGG.K.WWWWW for a sample sent to "
+                                        "facility WWWWW")
     m = _LOINC.match(row["loinc"]) if row["loinc"] else None
     if row["loinc"] and m is None:
         r.problem(line, "loinc", f"{row['loinc']!r} is not a LOINC code like 2345-7")
@@ -296,7 +319,8 @@ def _entry(r: _Reader, line: int, row: dict[str, str], units: UnitCheck) -> Mapp
         row["analyzer_code"], row["local_code"], row["national_code"], row["appendix11_code"],
         row["loinc"], row["name_vi"], row["name_en"], row["analyzer_unit"], row["unit_ucum"],
         factor or Decimal(1), offset or Decimal(0), decimals, limits["critical_low"],
-        limits["critical_high"], limits["autoverify_low"], limits["autoverify_high"])
+        limits["critical_high"], limits["autoverify_low"], limits["autoverify_high"],
+        service_code=service)
 
 
 def _ranges(r: _Reader, data: bytes, local_codes: set[str]
@@ -335,7 +359,7 @@ def parse_table(name: str, data: bytes, ranges_data: bytes | None = None, *,
     check = units or ucum_check()
     entries: dict[str, MappingEntry] = {}
     seen: set[str] = set()
-    for line, row in r.rows(data, COLUMNS):
+    for line, row in r.rows(data, COLUMNS, OPTIONAL_COLUMNS):
         key = row["analyzer_code"]
         if key and key.upper() in seen:
             r.problem(line, "analyzer_code", f"{key!r} appears twice")

@@ -162,3 +162,43 @@ def test_unconvertible_analyzer_range_is_dropped_not_shown_in_the_wrong_unit() -
     (res,) = normalize([RowView("S1", "HGB", "12.5", "g/dL", "see report", (), "F",
                                 "reportable", False)], t, flag_map=FLAGS)
     assert res.reference_range == ""
+
+
+def test_service_code_column_is_optional() -> None:
+    """A table without ``service_code`` loads as before, each entry's service code empty."""
+    assert {e.service_code for e in table().entries.values()} == {""}
+
+
+def test_service_code_is_loaded_in_either_form_and_any_column_position() -> None:
+    """CC.KKKK.GGGG and the referral form CC.KKKK.GGGG.K.WWWWW load; empty stays allowed."""
+    data = ("service_code," + HEADER
+            + "12.3456.7890,GLU,GLU,,,,Glucose,Glucose,,mmol/L,,,,,,,\n"
+            + "AB.0001.0002.1.01001,HBSAG,HBSAG,,,,HBsAg,HBsAg,,,,,,,,,\n"
+            + ",K,K,,,,Kali,Potassium,,mmol/L,,,,,,,\n").encode()
+    entries = parse_table("s", data).entries
+    assert {code: e.service_code for code, e in entries.items()} == {
+        "GLU": "12.3456.7890", "HBSAG": "AB.0001.0002.1.01001", "K": ""}
+
+
+@pytest.mark.parametrize("code", ["12.345.7890", "1.3456.7890", "ab.3456.7890", "12.3456.7890.1",
+                                  "12.3456.7890.1.0100", "12.3456.7890.12.01001", "123456 7890",
+                                  "12.3456.7890X"])
+def test_bad_service_code_is_a_located_problem(code: str) -> None:
+    """A malformed service code names the file, line and column, and the table is refused."""
+    data = (HEADER.rstrip("\n") + ",service_code\n"
+            + f"GLU,GLU,,,,Glucose,Glucose,,mmol/L,,,,,,,,{code}\n").encode()
+    with pytest.raises(MappingTableError) as err:
+        parse_table("s", data, file="site/s.csv")
+    [problem] = err.value.problems
+    assert (problem.line, problem.column) == (2, "service_code")
+    assert str(problem).startswith(f"site/s.csv:2: column service_code: {code!r} is not a QĐ 2010")
+
+
+def test_unknown_columns_are_still_refused_beside_the_optional_one() -> None:
+    """The optional column does not open the header to anything else."""
+    data = (HEADER.rstrip("\n") + ",service_code,ma_dv\n"
+            + "GLU,GLU,,,,Glucose,Glucose,,mmol/L,,,,,,,,,\n").encode()
+    with pytest.raises(MappingTableError) as err:
+        parse_table("s", data)
+    assert [(p.line, p.column, p.message) for p in err.value.problems] == [
+        (1, "ma_dv", "unknown column(s)")]
