@@ -28,6 +28,19 @@ The accepted shape::
     # retry_first = 5  retry_cap = 900    # back-off: first delay, longest delay (s)
     hospital = "BV_BACHMAI"               # PID-3 CX.4 of hospital patient IDs
     # sending_facility, receiving_application, receiving_facility  (MSH-4..6)
+    # tls = true  ca_file = "his-ca.pem"  client_cert = "gateway.pem"  # MLLP over TLS
+
+    # [[destinations]]                    # an HIS with a REST API
+    # name = "his-api"  type = "rest-json"
+    # url = "https://his.example/api/lab-results"
+    # token_file = "/etc/lis-gateway/his-api.token"   # Authorization: Bearer ...
+    # template = "his-api-body.json"      # JSON with "{{field}}" placeholders
+    # [[destinations]]                    # a FHIR R4 server (transaction Bundle)
+    # name = "emr-fhir"  type = "fhir"  url = "https://emr.example/fhir"
+    # hospital = "BV_BACHMAI"  # patient_system = "https://bv.example/patient-id"
+    # [[destinations]]                    # files for an HIS that polls a folder
+    # name = "drop"  type = "file"  directory = "/var/lib/lis-gateway/drop"
+    # format = "hl7"                      # hl7 | json | fhir
 
     [orders]                              # optional: orders from the HIS
     mllp_listen = "127.0.0.1:2576"        # ORM^O01 / OML^O21 over MLLP
@@ -62,12 +75,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import drivers
 from lis_gateway.lifecycle import GroupPolicy, Policies, Policy
-from lis_gateway.linkspec import (
-    DESTINATION_TYPES,
-    PLANNED_DESTINATION_TYPES,
-    DestinationSpec,
-    LinkSpec,
-)
+from lis_gateway.linkspec import DestinationSpec, LinkSpec
 from lis_gateway.rules import RuleSet
 
 if TYPE_CHECKING:
@@ -489,41 +497,9 @@ class _Checker:
         return self.named_tables("destinations", value, self.destination)
 
     def destination(self, where: str, item: Mapping[str, Any]) -> DestinationSpec | None:
-        before = len(self.problems)
-        self.unknown(where, item, _DESTINATION_KEYS)
-        name = self.string(where, item, "name", required=True)
-        kind = self.string(where, item, "type", required=True)
-        if kind in PLANNED_DESTINATION_TYPES:
-            self.problem(f"{where}.type", f"{kind!r} destinations are not built yet; this "
-                         f"version delivers to {', '.join(DESTINATION_TYPES)}")
-        elif kind is not None and kind not in DESTINATION_TYPES:
-            self.problem(f"{where}.type", f"expected {', '.join(DESTINATION_TYPES)}, "
-                         f"got {kind!r}")
-        host = self.string(where, item, "host", required=True)
-        port = self.integer(where, item, "port", 1, 65535)
-        if "port" not in item:
-            self.problem(f"{where}.port", "missing (expected an integer from 1 to 65535)")
-        timeout = self.integer(where, item, "ack_timeout", 1, 3600)
-        first = self.integer(where, item, "retry_first", 1, 3600)
-        cap = self.integer(where, item, "retry_cap", 1, 86400)
-        first_s, cap_s = float(first or 5), float(cap or 900)
-        if cap_s < first_s:
-            self.problem(f"{where}.retry_cap", f"must not be below retry_first ({first_s:g})")
-        names = {key: self.string(where, item, key, required=key == "hospital") or ""
-                 for key in ("hospital", "sending_facility", "receiving_application",
-                             "receiving_facility")}
-        if len(self.problems) > before or None in (name, kind, host, port):
-            return None
-        assert name is not None and kind is not None and host is not None and port is not None
-        return DestinationSpec(name=name, type=kind, host=host, port=port,
-                               ack_timeout=30.0 if timeout is None else float(timeout),
-                               retry_first=first_s, retry_cap=cap_s, **names)
+        from lis_gateway.config_destinations import check_destination
 
-
-_DESTINATION_KEYS = frozenset({"name", "type", "host", "port", "ack_timeout", "retry_first",
-                               "retry_cap", "hospital",
-                               "sending_facility", "receiving_application",
-                               "receiving_facility"})
+        return check_destination(self, where, item)
 
 
 def _host_port(text: str) -> tuple[str, int] | None:

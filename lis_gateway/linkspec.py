@@ -6,7 +6,7 @@ root (:mod:`lis_gateway.service`) turns each into a running link.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers import DriverSpec, Framing, SerialDefaults
@@ -66,10 +66,10 @@ class LinkSpec:
         )
 
 
-#: The destination types the configuration accepts; only these are built so far.
-DESTINATION_TYPES = ("hl7-mllp",)
-#: Destination types named by the design but not built yet (a clear error, not a silent no-op).
-PLANNED_DESTINATION_TYPES = ("rest-json", "fhir", "file")
+#: The destination types the configuration accepts.
+DESTINATION_TYPES = ("hl7-mllp", "rest-json", "fhir", "file")
+#: The formats a ``file`` destination writes.
+FILE_FORMATS = ("hl7", "json", "fhir")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +78,17 @@ class DestinationSpec:
 
     Attributes:
         name: unique name; the outbox key (renaming a destination re-sends everything).
-        type: ``hl7-mllp``.
-        host, port: where the HIS listens for MLLP.
-        ack_timeout: seconds the HIS has to acknowledge each message.
+        type: one of :data:`DESTINATION_TYPES`.
+        host, port: where the HIS listens for MLLP (``hl7-mllp``).
+        tls: MLLP over TLS; ``ca_file`` (PEM) is then the HIS's CA (default: the
+            system's) and ``client_cert`` a PEM with this gateway's certificate and key.
+        url: where ``rest-json`` and ``fhir`` POST.
+        token: bearer token for ``url`` (read from ``token_file``; never printed).
+        template: the ``rest-json`` body template (JSON text, checked).
+        directory, format: where a ``file`` destination writes, and in what form.
+        ack_timeout: seconds the destination has to answer each message.
         hospital: PID-3 CX.4 namespace of hospital patient IDs (the hospital's code).
+        patient_system: FHIR identifier system of hospital patient IDs.
         sending_facility: MSH-4 namespace.
         receiving_application, receiving_facility: MSH-5 and MSH-6 namespaces.
         retry_first, retry_cap: seconds of the first retry delay and the longest one.
@@ -89,8 +96,8 @@ class DestinationSpec:
 
     name: str
     type: str
-    host: str
-    port: int
+    host: str = ""
+    port: int = 0
     ack_timeout: float = 30.0
     hospital: str = ""
     sending_facility: str = ""
@@ -98,6 +105,15 @@ class DestinationSpec:
     receiving_facility: str = ""
     retry_first: float = 5.0
     retry_cap: float = 900.0
+    tls: bool = False
+    ca_file: str = ""
+    client_cert: str = ""
+    url: str = ""
+    token: str = field(default="", repr=False)
+    template: str = ""
+    directory: str = ""
+    format: str = ""
+    patient_system: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in DESTINATION_TYPES:

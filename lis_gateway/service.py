@@ -220,26 +220,15 @@ def _install_stop_signals(request_stop: Callable[[], None]) -> None:
 
 def destination_service(destination: DestinationSpec, pool: RunsWork, reactor: Any
                         ) -> IService:
-    """The outbox worker of one ``[[destinations]]`` entry (HL7 MLLP to the HIS)."""
-    from twisted.internet.endpoints import HostnameEndpoint
-
-    from lis_gateway.hl7.datatypes import HierarchicDesignator, MessageRoute
+    """The outbox worker of one ``[[destinations]]`` entry."""
     from lis_gateway.outbound.delivery import Backoff
-    from lis_gateway.outbound.sender import HisClient
+    from lis_gateway.outbound.destinations import make_channel
     from lis_gateway.outbound.worker import OutboxWorker
 
     log = structlog.get_logger("lis_gateway.outbox").bind(destination=destination.name)
-    endpoint = HostnameEndpoint(reactor, destination.host, destination.port)
-    client = HisClient(endpoint, reactor, ack_timeout=destination.ack_timeout, log=log)
-    route = MessageRoute(
-        sending_application=HierarchicDesignator("LIS_GATEWAY"),
-        sending_facility=HierarchicDesignator(destination.sending_facility),
-        receiving_application=HierarchicDesignator(destination.receiving_application),
-        receiving_facility=HierarchicDesignator(destination.receiving_facility))
-    hospital = HierarchicDesignator(destination.hospital) if destination.hospital else None
     backoff = Backoff(first=destination.retry_first, cap=destination.retry_cap)
-    worker = OutboxWorker(destination.name, pool, client, reactor, route, hospital=hospital,
-                          backoff=backoff, log=log)
+    worker = OutboxWorker(destination.name, pool, make_channel(destination, reactor, log),
+                          reactor, backoff=backoff, log=log)
     worker.setName(f"outbox:{destination.name}")
     return worker
 

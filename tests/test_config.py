@@ -254,14 +254,14 @@ receiving_application = "HIS"
 
 
 def test_bad_destinations_are_located(tmp_path: Path) -> None:
-    """Planned-but-unbuilt types, unknown keys, missing port, duplicates, cap below first."""
+    """Another type's keys, unknown keys, missing port, duplicates, cap below first."""
     got = problems(ONE_ANALYZER + b"""
 [[destinations]]
 name = "fhir"
 type = "fhir"
 host = "x"
 hospital = "H"
-port = 1
+url = "https://emr.example/fhir"
 [[destinations]]
 name = "his"
 type = "hl7-mllp"
@@ -288,17 +288,107 @@ type = "hl7-mllp"
 host = "y"
 hospital = "H"
 port = 2
+[[destinations]]
+name = "c"
+type = "database-view"
 """, tmp_path)
     assert got == (
-        "destinations[0].type: 'fhir' destinations are not built yet; this version "
-        "delivers to hl7-mllp",
-        "destinations[1].colour: unknown key (expected one of ack_timeout, hospital, host, "
-        "name, port, receiving_application, receiving_facility, retry_cap, retry_first, "
-        "sending_facility, type)",
+        "destinations[0].host: not a key of fhir destinations (it belongs to hl7-mllp)",
+        "destinations[1].colour: unknown key (expected one of ack_timeout, ca_file, "
+        "client_cert, hospital, host, name, port, receiving_application, receiving_facility, "
+        "retry_cap, retry_first, sending_facility, tls, type)",
         "destinations[1].port: missing (expected an integer from 1 to 65535)",
         "destinations[2].retry_cap: must not be below retry_first (60)",
         "destinations[4].name: 'b' is already the name of destinations[3]",
+        "destinations[5].type: expected hl7-mllp, rest-json, fhir, file, got 'database-view'",
     )
+
+
+def test_http_file_and_tls_destinations_load_with_their_files(tmp_path: Path) -> None:
+    """rest-json reads its token and template, fhir its URL, file its directory and format."""
+    (tmp_path / "his.token").write_text("s3cret-token\n", encoding="utf-8")
+    (tmp_path / "body.json").write_text('{"ma": "{{accession}}", "kq": "{{number}}"}',
+                                        encoding="utf-8")
+    (tmp_path / "ca.pem").write_text("not checked here", encoding="utf-8")
+    config = parse_config(ONE_ANALYZER + b"""
+[[destinations]]
+name = "api"
+type = "rest-json"
+url = "https://his.example/api/results"
+token_file = "his.token"
+template = "body.json"
+[[destinations]]
+name = "emr"
+type = "fhir"
+url = "http://127.0.0.1:8081/fhir"
+hospital = "BV_A"
+[[destinations]]
+name = "drop"
+type = "file"
+directory = "drop"
+format = "hl7"
+hospital = "BV_A"
+[[destinations]]
+name = "his"
+type = "hl7-mllp"
+host = "his.local"
+port = 2575
+hospital = "BV_A"
+tls = true
+ca_file = "ca.pem"
+""", tmp_path / "gw.toml")
+    api, emr, drop, his = config.destinations
+    assert (api.url, api.token, api.template) == (
+        "https://his.example/api/results", "s3cret-token",
+        '{"ma": "{{accession}}", "kq": "{{number}}"}')
+    assert "s3cret" not in repr(api)
+    assert (emr.type, emr.url, emr.hospital) == ("fhir", "http://127.0.0.1:8081/fhir", "BV_A")
+    assert (drop.directory, drop.format) == (str(tmp_path / "drop"), "hl7")
+    assert (his.tls, his.ca_file) == (True, str(tmp_path / "ca.pem"))
+
+
+def test_bad_http_and_file_destinations_say_what_is_wrong(tmp_path: Path) -> None:
+    """Unreadable token, a template naming an unknown field, a bad URL, format, TLS files."""
+    (tmp_path / "body.json").write_text('{"x": "{{patient_colour}}"}', encoding="utf-8")
+    (tmp_path / "two.token").write_text("a b", encoding="utf-8")
+    got = problems(ONE_ANALYZER + b"""
+[[destinations]]
+name = "api"
+type = "rest-json"
+url = "his.example/api"
+token_file = "missing.token"
+template = "body.json"
+[[destinations]]
+name = "api2"
+type = "rest-json"
+url = "http://his.example/api"
+token_file = "two.token"
+[[destinations]]
+name = "drop"
+type = "file"
+directory = "drop"
+format = "xml"
+[[destinations]]
+name = "his"
+type = "hl7-mllp"
+host = "h"
+port = 1
+hospital = "H"
+client_cert = "body.json"
+[[destinations]]
+name = "emr"
+type = "fhir"
+url = "http://emr/fhir"
+""", tmp_path)
+    text = "\n".join(got)
+    assert "destinations[0].url: expected an http:// or https:// URL, got 'his.example/api'" \
+        in got
+    assert "destinations[0].token_file: cannot read the token file" in text
+    assert "unknown field {{patient_colour}}" in text
+    assert "destinations[1].token_file: the token file must hold one token on one line" in got
+    assert "destinations[2].format: expected hl7, json, fhir, got 'xml'" in got
+    assert "destinations[3].client_cert: needs tls = true" in got
+    assert "destinations[4].hospital: missing (expected a string)" in got
 
 
 def test_orders_link_and_unsolicited_analyzers(tmp_path: Path) -> None:

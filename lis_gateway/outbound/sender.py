@@ -62,16 +62,19 @@ class DeliveryReport:
         control_id: MSH-10 of the message sent.
         status: what became of it.
         ack: the HIS's acknowledgement (DELIVERED, RETRY, REJECTED only).
+        detail: what a destination without HL7 ACKs answered (an HTTP status and
+            its error text), or why nothing was sent.
     """
 
     control_id: str
     status: DeliveryStatus
     ack: AckResult | None = None
+    detail: str = ""
 
     @property
     def text(self) -> str:
-        """The HIS's MSA-3 and ERR text ("" without an ACK)."""
-        return self.ack.text if self.ack is not None else ""
+        """The HIS's MSA-3 and ERR text, else the detail ("" when there is neither)."""
+        return self.ack.text if self.ack is not None else self.detail
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dictionary."""

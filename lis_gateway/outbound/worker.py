@@ -1,20 +1,23 @@
-"""Drains the outbox of one HL7 MLLP destination (the thin Twisted part).
+"""Drains the outbox of one destination (the thin Twisted part).
 
 One loop per destination, one message in flight at a time:
 
 1. in one transaction: queue newly released versions
    (:func:`lis_gateway.store.outbox.enqueue_released`), pick the oldest due
    entry (a sample's entries in order) and read what its message needs;
-2. build the ORU^R01 (:func:`lis_gateway.outbound.compose.compose_oru`);
-3. send it through :class:`~lis_gateway.outbound.sender.HisClient` (which
-   reconnects by itself and waits for the ACK under its timeout);
+2. build its payload with the destination's
+   :class:`~lis_gateway.outbound.channel.Channel` (an ORU^R01, a JSON body,
+   a FHIR bundle);
+3. send it through the same channel (which reconnects by itself and waits
+   for the answer under its timeout);
 4. in one transaction: record the answer and the decision of
    :func:`lis_gateway.outbound.delivery.decide` (delivered, retried after a
    back-off, or dead-lettered).
 
 Then straight to the next entry, or a poll interval later when nothing is
 due. A crash between 3 and 4 leaves the entry pending, so it is sent again
-with the same MSH-10: at least once, recognisably. Logs carry the entry id,
+with the same control ID (MSH-10, idempotency key, Observation
+identifier): at least once, recognisably. Logs carry the entry id,
 control ID and status, never patient data.
 """
 
@@ -33,12 +36,11 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from lis_gateway.hl7.datatypes import HierarchicDesignator, MessageRoute
 from lis_gateway.hl7.errors import BuildError
 from lis_gateway.ingest import RunsWork
-from lis_gateway.outbound.compose import compose_oru
+from lis_gateway.outbound.channel import Channel
 from lis_gateway.outbound.delivery import DEFAULT_BACKOFF, Backoff, DeliveryStatus, decide
-from lis_gateway.outbound.sender import DeliveryReport, HisClient
+from lis_gateway.outbound.sender import DeliveryReport
 from lis_gateway.store import outbox
 
 #: Seconds between looks at the outbox when nothing was due.
@@ -63,30 +65,26 @@ def _next_entry(conn: Connection, destination: str, now: datetime, after_event_i
 
 
 class OutboxWorker(Service):
-    """Sends one destination's outbox entries over MLLP, one at a time.
+    """Sends one destination's outbox entries through its channel, one at a time.
 
     Args:
         destination: the destination's configured name (the outbox key).
         pool: runs store work in transactions off the reactor thread.
-        client: the HIS connection (started and stopped with this service).
+        channel: builds and sends the payloads (started and stopped with this service).
         clock: the only time source (``seconds()`` is Unix time under a reactor).
-        route: MSH-3..6 of the messages.
-        hospital: assigning authority of hospital patient IDs (PID-3 CX.4).
         poll_interval: seconds between looks when nothing is due.
         backoff: retry delays.
         rand: uniform numbers in [0, 1) for the jitter.
         log: a logger bound to the destination.
     """
 
-    def __init__(self, destination: str, pool: RunsWork, client: HisClient,
-                 clock: IReactorTime, route: MessageRoute, *,
-                 hospital: HierarchicDesignator | None = None,
+    def __init__(self, destination: str, pool: RunsWork, channel: Channel,
+                 clock: IReactorTime, *,
                  poll_interval: float = POLL_INTERVAL, backoff: Backoff = DEFAULT_BACKOFF,
                  rand: Callable[[], float] = random.random,
                  log: FilteringBoundLogger | None = None) -> None:
         self.destination = destination
-        self._pool, self._client, self._clock, self._route = pool, client, clock, route
-        self._hospital = hospital
+        self._pool, self._channel, self._clock = pool, channel, clock
         self.poll_interval = poll_interval
         self._backoff, self._rand = backoff, rand
         self._log: FilteringBoundLogger = (
@@ -105,7 +103,7 @@ class OutboxWorker(Service):
     def startService(self) -> None:
         """Connect and start draining."""
         super().startService()
-        self._client.startService()
+        self._channel.startService()
         self._schedule(0)
 
     def stopService(self) -> Deferred[None]:
@@ -116,7 +114,7 @@ class OutboxWorker(Service):
         self._call = None
         if self._sending is not None:
             self._sending.cancel()
-        stopped = self._client.stopService()
+        stopped = self._channel.stopService()
         if not self._busy:
             return stopped
         self._idle = Deferred()
@@ -153,7 +151,7 @@ class OutboxWorker(Service):
             self._done(0)
             return None
         try:
-            message = compose_oru(item, self._route, self._now(), self._hospital)
+            payload = self._channel.build(item, self._now())
         except BuildError as exc:
             # no patient identifier yet: an order may bring it, so it waits (retried);
             # anything else is in the released content and needs a person (dead)
@@ -163,7 +161,7 @@ class OutboxWorker(Service):
         except Exception as exc:  # a defect must not block the destination forever
             return self._record(entry, DeliveryStatus.UNBUILDABLE,
                                 f"message could not be built ({type(exc).__name__})")
-        self._sending = self._client.send(message)
+        self._sending = self._channel.send(payload, entry.control_id)
         self._sending.addCallback(self._answered, entry)
         return self._sending
 

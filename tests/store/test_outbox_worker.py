@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from lis_gateway.hl7.datatypes import HierarchicDesignator, MessageRoute
 from lis_gateway.hl7.message import parse_message
 from lis_gateway.hl7.mllp import FS, VT
+from lis_gateway.outbound.channel import MllpChannel
 from lis_gateway.outbound.delivery import Backoff, EntryState
 from lis_gateway.outbound.sender import HisClient
 from lis_gateway.outbound.worker import OutboxWorker
@@ -43,9 +44,10 @@ class Rig:
         self.clock.advance(START)
         self.client = HisClient(self.endpoint, self.clock, ack_timeout=ack_timeout,
                                 retry_policy=lambda attempt: 1.0)
-        self.worker = OutboxWorker("his", NonThreadPool(engine), self.client, self.clock, ROUTE,
-                                   hospital=HierarchicDesignator("BV_TEST"), poll_interval=2.0,
-                                   backoff=Backoff(jitter=0.0), rand=lambda: 0.0)
+        self.channel = MllpChannel(self.client, ROUTE, HierarchicDesignator("BV_TEST"))
+        self.worker = OutboxWorker("his", NonThreadPool(engine), self.channel, self.clock,
+                                   poll_interval=2.0, backoff=Backoff(jitter=0.0),
+                                   rand=lambda: 0.0)
 
     def start(self) -> None:
         """Start the worker and run its first look at the outbox."""
@@ -231,8 +233,7 @@ def test_a_restart_while_waiting_for_the_store_carries_on(engine: Engine) -> Non
     released_sample(engine, "S2", raw=RAW + b"2")
     rig = Rig(engine)
     pool = HeldPool(engine)
-    rig.worker = OutboxWorker("his", pool, rig.client, rig.clock, ROUTE,  # type: ignore[arg-type]
-                              hospital=HierarchicDesignator("BV_TEST"))
+    rig.worker = OutboxWorker("his", pool, rig.channel, rig.clock)  # type: ignore[arg-type]
     rig.start()
     assert len(pool.waiting) == 1  # the first poll is with the database
     rig.worker.stopService()
