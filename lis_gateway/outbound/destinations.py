@@ -56,8 +56,14 @@ def mllp_endpoint(destination: DestinationSpec, reactor: Any) -> IStreamClientEn
 def _fhir_build(destination: DestinationSpec) -> Any:
     from lis_gateway.outbound.fhir import FhirIdentity, compose_bundle
 
-    system = destination.patient_system or f"urn:lis-gateway:{destination.hospital}:patient"
-    identity = FhirIdentity(hospital_patient_system=system)
+    # Site-local systems carry the hospital's code, so two sites' control IDs
+    # (LG17 in both) never meet in one EMR.
+    base = f"urn:lis-gateway:{destination.hospital}"
+    identity = FhirIdentity(
+        hospital_patient_system=destination.patient_system or f"{base}:patient",
+        accession_system=f"{base}:accession", result_system=f"{base}:result",
+        local_code_system=f"{base}:test-code", practitioner_system=f"{base}:user",
+        device_system=f"{base}:analyzer", order_system=f"{base}:placer-order")
 
     def build(item: OutboundResult, now: datetime) -> bytes:
         return compose_bundle(item, now, identity)

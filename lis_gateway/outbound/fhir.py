@@ -82,7 +82,7 @@ _KINDS = ("Patient", "Specimen", "Observation", "DiagnosticReport")
 _UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:lis-gateway:fhir:bundle")
 
 #: HTTP statuses after which the same Bundle may succeed later.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 425, 429})
 #: How much of a server's text is kept as the reason.
 MAX_TEXT = 500
 
@@ -220,7 +220,7 @@ def interpret_response(status: int, body: bytes) -> tuple[DeliveryStatus, str]:
         return _transaction_answer(status, body)
     detail = _problem_text(body)
     text = _clip(f"HTTP {status}: {detail}" if detail else f"HTTP {status}")
-    if status in RETRY_STATUSES:
+    if status in RETRY_STATUSES or status >= 500:  # as rest_json: the server may recover
         return DeliveryStatus.RETRY, text
     return DeliveryStatus.REJECTED, text
 

@@ -351,7 +351,7 @@ _BAD_ENTRY = json.dumps({"resourceType": "Bundle", "type": "transaction-response
      "HTTP 502: <html> Bad Gateway </html>"),
     (503, b"", DeliveryStatus.RETRY, "HTTP 503"),
     (504, b"", DeliveryStatus.RETRY, "HTTP 504"),
-    (501, b"", DeliveryStatus.REJECTED, "HTTP 501"),
+    (501, b"", DeliveryStatus.RETRY, "HTTP 501"),
     (301, b"", DeliveryStatus.REJECTED, "HTTP 301"),
 ])
 def test_interpret_response(status: int, body: bytes, expected: DeliveryStatus,
