@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -56,8 +57,8 @@ class ScriptedReceiver:
     answer) or ``drop`` (close the connection); ``AA`` after the script ends.
     """
 
-    def __init__(self, answers: list[str]) -> None:
-        self.answers = answers
+    def __init__(self, answers: list[str], tls: ssl.SSLContext | None = None) -> None:
+        self.answers, self._tls = answers, tls
         self.received: list[bytes] = []
         self.connections = 0
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -72,6 +73,12 @@ class ScriptedReceiver:
             except OSError:
                 return
             self.connections += 1
+            if self._tls is not None:
+                try:
+                    conn = self._tls.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    conn.close()
+                    continue
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
