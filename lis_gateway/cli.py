@@ -26,6 +26,7 @@ from lis_gateway.cli_store import (
     cmd_validate,
     config_option,
     database_option,
+    parse_certificate,
     parse_roles,
 )
 from lis_gateway.config import SHIPPED_MAPPINGS
@@ -280,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--display-name", default="", metavar="TEXT")
     p.add_argument("--password-stdin", action="store_true",
                    help="read the password from standard input")
+    p.add_argument("--certificate", type=parse_certificate, default="", metavar="NUMBER",
+                   help="practising-certificate number (XML4 MA_BS_DOC_KQ)")
+    config_option(p)
+    p.set_defaults(func=cmd_user)
+    p = user_sub.add_parser("certificate", help="set a user's practising-certificate number "
+                                                "(an empty NUMBER clears it)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("certificate", type=parse_certificate, metavar="NUMBER")
     config_option(p)
     p.set_defaults(func=cmd_user)
     p = user_sub.add_parser("passwd", help="set a user's password (read from standard input)")

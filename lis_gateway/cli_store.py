@@ -162,11 +162,22 @@ def parse_roles(text: str) -> list[str]:
     return names
 
 
+def parse_certificate(text: str) -> str:
+    """``--certificate``: a practising-certificate number as the store keeps it."""
+    from lis_gateway.store.users import certificate_number
+
+    try:
+        return certificate_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_user(args: argparse.Namespace) -> int:
-    """Add a user, set a password, or disable a user (each audited)."""
+    """Add a user, set a password or certificate number, or disable a user (each audited)."""
     from sqlalchemy.exc import IntegrityError
 
     from lis_gateway.store import repository
+    from lis_gateway.store.users import set_certificate
 
     config = _load_config(args)
     if config is None:
@@ -187,13 +198,19 @@ def cmd_user(args: argparse.Namespace) -> int:
                 user = repository.create_user(conn, args.name, now, roles=args.roles,
                                               display_name=args.display_name,
                                               actor=source, source=source,
-                                              hashed_password=hashed)
+                                              hashed_password=hashed,
+                                              certificate=args.certificate)
                 print(f"user {user.username} added with roles {', '.join(user.roles) or '-'}")
             elif args.user_command == "passwd":
                 assert hashed is not None
                 repository.set_password(conn, args.name, hashed, now, actor=source,
                                         source=source)
                 print(f"password of {args.name} changed")
+            elif args.user_command == "certificate":
+                user = set_certificate(conn, args.name, args.certificate, now, actor=source,
+                                       source=source)
+                print(f"certificate number of {user.username}: "
+                      f"{user.certificate_number or '(none)'}")
             else:
                 repository.disable_user(conn, args.name, now, actor=source, source=source)
                 print(f"user {args.name} disabled")

@@ -238,6 +238,8 @@ users = Table(
     Column("active", Boolean, nullable=False, default=True),
     _ts("created_at"),
     Column("password_hash", String(255), nullable=True),  #: argon2id; None: cannot log in
+    #: practising-certificate number (chứng chỉ hành nghề), XML4 MA_BS_DOC_KQ; "" unknown
+    Column("certificate_number", String(50), nullable=False, server_default=""),
 )
 
 user_roles = Table(

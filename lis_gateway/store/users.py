@@ -2,10 +2,15 @@
 
 Passwords are kept only as argon2id hashes (:func:`password_hash`); the audit
 log records that a password was set, never the hash.
+
+A user's practising-certificate number (*số chứng chỉ hành nghề*) is what the
+social-insurance table XML4 names the person who approved a result by
+(``MA_BS_DOC_KQ``, several joined by ``;``); "" means not known yet.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +32,29 @@ class User:
     active: bool
     roles: tuple[str, ...]
     has_password: bool = False
+    certificate_number: str = ""  #: practising-certificate number; "" not known
+
+
+#: The longest certificate number the store keeps (``users.certificate_number``).
+CERTIFICATE_MAX = 50
+
+
+def certificate_number(text: str) -> str:
+    """A practising-certificate number as it is kept: trimmed, NFC ("" clears it).
+
+    Raises:
+        ValueError: longer than :data:`CERTIFICATE_MAX`, or holding ``;`` (the
+            XML4 separator between several people) or a control character.
+    """
+    number = unicodedata.normalize("NFC", text.strip())
+    if len(number) > CERTIFICATE_MAX:
+        raise ValueError(f"a certificate number has at most {CERTIFICATE_MAX} characters")
+    if ";" in number:
+        raise ValueError("a certificate number must not contain ';' (XML4 joins several "
+                         "people's numbers with it)")
+    if any(unicodedata.category(c).startswith("C") for c in number):
+        raise ValueError("a certificate number must not contain control characters")
+    return number
 
 
 def password_hash(password: str) -> str:
@@ -67,17 +95,41 @@ def ensure_role(conn: Connection, name: str) -> int:
 
 def create_user(conn: Connection, username: str, now: datetime, *, display_name: str = "",
                 roles: Sequence[str] = (), actor: str = "system", source: str = "",
-                hashed_password: str | None = None) -> User:
-    """Create a user with roles and optionally a password hash (audited)."""
+                hashed_password: str | None = None, certificate: str = "") -> User:
+    """Create a user with roles, optionally a password hash and certificate number (audited).
+
+    Raises:
+        ValueError: a certificate number :func:`certificate_number` refuses.
+    """
     when = require_aware(now, "now")
+    number = certificate_number(certificate)
     user_id = int(primary_key(conn.execute(insert(s.users).values(
         username=username, display_name=display_name, active=True, created_at=when,
-        password_hash=hashed_password)))[0])
+        password_hash=hashed_password, certificate_number=number)))[0])
     for role in roles:
         conn.execute(insert(s.user_roles).values(user_id=user_id, role_id=ensure_role(conn, role)))
     append_audit(conn, actor=actor, action="user.create", target=f"user:{username}",
-                 detail={"roles": sorted(roles), "password": hashed_password is not None},
+                 detail={"roles": sorted(roles), "password": hashed_password is not None,
+                         "certificate_number": number},
                  source=source, at=when)
+    return get_user(conn, username)
+
+
+def set_certificate(conn: Connection, username: str, certificate: str, now: datetime, *,
+                    actor: str = "system", source: str = "") -> User:
+    """Set (or with "" clear) a user's practising-certificate number (audited, old and new).
+
+    Raises:
+        NotFoundError: no such user.
+        ValueError: a certificate number :func:`certificate_number` refuses.
+    """
+    number = certificate_number(certificate)
+    user = get_user(conn, username)
+    conn.execute(update(s.users).where(s.users.c.id == user.id).values(
+        certificate_number=number))
+    append_audit(conn, actor=actor, action="user.certificate", target=f"user:{username}",
+                 detail={"from": user.certificate_number, "to": number}, source=source,
+                 at=require_aware(now, "now"))
     return get_user(conn, username)
 
 
@@ -118,4 +170,4 @@ def get_user(conn: Connection, username: str) -> User:
     names = conn.execute(select(s.roles.c.name).join(s.user_roles).where(
         s.user_roles.c.user_id == row.id).order_by(s.roles.c.name)).scalars().all()
     return User(row.id, row.username, row.display_name, bool(row.active), tuple(names),
-                bool(row.password_hash))
+                bool(row.password_hash), row.certificate_number)
