@@ -46,6 +46,10 @@ The accepted shape::
     mllp_listen = "127.0.0.1:2576"        # ORM^O01 / OML^O21 over MLLP
     hospital = "BV_BACHMAI"               # PID-3 CX.4 in host-query replies
     # time_zone = "Asia/Ho_Chi_Minh"      # for HIS times without an offset
+    # api_token_file = "his-orders.token" # POST /api/orders (JSON) with this bearer token
+
+    [web]                                 # optional: the HTTP side
+    listen = "127.0.0.1:8080"             # /healthz, /api/orders
 
     [[analyzers]]
     name = "chem1"
@@ -132,6 +136,9 @@ class GatewayConfig:
         orders_time_zone: the zone of HIS times sent without an offset.
         orders_hospital: the assigning authority of hospital patient IDs in host-query
             replies (``[orders] hospital``, required with ``mllp_listen``).
+        web_listen: where the HTTP side listens (``[web] listen``; None: none).
+        orders_api_token: the HIS's bearer token for ``POST /api/orders`` (read from
+            ``[orders] api_token_file``; "" leaves the endpoint out).
     """
 
     file: Path
@@ -146,6 +153,8 @@ class GatewayConfig:
     orders: LinkSpec | None = None
     orders_time_zone: str = "Asia/Ho_Chi_Minh"
     orders_hospital: str = ""
+    web_listen: tuple[str, int] | None = None
+    orders_api_token: str = field(default="", repr=False)
 
     def links(self) -> list[LinkSpec]:
         """The analyzers as :class:`lis_gateway.service.LinkSpec` objects."""
@@ -247,7 +256,7 @@ class _Checker:
 
     def config(self, doc: Mapping[str, Any], file: Path) -> GatewayConfig | None:
         self.unknown("", doc, frozenset({"database", "analyzers", "mappings", "wire", "rules",
-                                           "lifecycle", "destinations", "orders"}))
+                                           "lifecycle", "destinations", "orders", "web"}))
         database = self.table(doc, "database", required=True)
         self.unknown("database", database, frozenset({"url"}))
         url = self.string("database", database, "url", required=True) if database else None
@@ -264,7 +273,10 @@ class _Checker:
         policy = self.policy(self.table(doc, "lifecycle", required=False))
         analyzers = self.analyzers(doc.get("analyzers"))
         destinations = self.destinations(doc.get("destinations"))
-        orders, zone = self.orders(self.table(doc, "orders", required=False), analyzers)
+        orders_table = self.table(doc, "orders", required=False)
+        orders, zone = self.orders(orders_table, analyzers)
+        web = self.web(self.table(doc, "web", required=False))
+        token = self.api_token(orders_table, web)
         if url is None or analyzers is None or destinations is None:
             return None
         return GatewayConfig(file=file, database_url=url, analyzers=analyzers,
@@ -272,7 +284,39 @@ class _Checker:
                              record_dir=None if record is None else self.path(record),
                              rules_file=rules_file, rule_set=rule_set, policy=policy,
                              destinations=destinations, orders=orders, orders_time_zone=zone,
-                             orders_hospital=self.orders_hospital)
+                             orders_hospital=self.orders_hospital, web_listen=web,
+                             orders_api_token=token)
+
+    def web(self, table: Mapping[str, Any]) -> tuple[str, int] | None:
+        """``[web] listen``: where the HTTP side listens (None: no HTTP side)."""
+        self.unknown("web", table, frozenset({"listen"}))
+        listen = self.string("web", table, "listen", required=bool(table))
+        if listen is None:
+            return None
+        parsed = _host_port(listen)
+        if parsed is None:
+            self.problem("web.listen", f"expected HOST:PORT with a port from 0 to 65535, "
+                         f"got {listen!r}")
+        return parsed
+
+    def api_token(self, orders: Mapping[str, Any], web: tuple[str, int] | None) -> str:
+        """``[orders] api_token_file``: the HIS's bearer token for ``POST /api/orders``."""
+        name = self.string("orders", orders, "api_token_file", required=False)
+        if name is None:
+            return ""
+        if web is None:
+            self.problem("orders.api_token_file", "the order API needs [web] listen")
+        path = self.path(name)
+        try:
+            token = path.read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problem("orders.api_token_file", f"cannot read {str(path)!r}: {exc}")
+            return ""
+        if len(token) < 16 or any(c.isspace() or not c.isprintable() for c in token):
+            self.problem("orders.api_token_file", "the token must be one line of at least "
+                         "16 characters without spaces")
+            return ""
+        return token
 
     def rules(self, table: Mapping[str, Any]) -> tuple[Path | None, RuleSet | None]:
         from lis_gateway.rules_file import RulesError, load_rules
@@ -465,7 +509,8 @@ class _Checker:
 
         from lis_gateway.order_intake import ORDER_LINK_NAME
 
-        self.unknown("orders", table, frozenset({"mllp_listen", "time_zone", "hospital"}))
+        self.unknown("orders", table, frozenset({"mllp_listen", "time_zone", "hospital",
+                                                 "api_token_file"}))
         self.orders_hospital = self.string("orders", table, "hospital",
                                            required="mllp_listen" in table) or ""
         zone = self.string("orders", table, "time_zone", required=False) or "Asia/Ho_Chi_Minh"

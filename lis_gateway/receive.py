@@ -194,4 +194,14 @@ def announce(root: MultiService, links: Sequence[LinkSpec], status: TextIO
             child.whenConnected().addCallbacks(
                 lambda _p, n=link.name, lk=link: say(f"{n} connected to {lk.host}:{lk.port}"),
                 stopped)
+    try:
+        web = root.getServiceNamed("web")  # service.WEB_SERVICE
+    except KeyError:
+        web = None
+    if isinstance(web, LinkServerService):
+        def web_up(port: IListeningPort) -> None:
+            address = port.getHost()
+            say(f"web listening on {getattr(address, 'host', '?')}:"
+                f"{getattr(address, 'port', '?')}")
+        listening.append(web.when_listening().addCallback(web_up))
     return gatherResults(listening, consumeErrors=True) if listening else None

@@ -218,6 +218,10 @@ def _install_stop_signals(request_stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+#: The name of the HTTP side's service (status lines say "web listening on ...").
+WEB_SERVICE = "web"
+
+
 def destination_service(destination: DestinationSpec, pool: RunsWork, reactor: Any
                         ) -> IService:
     """The outbox worker of one ``[[destinations]]`` entry."""
@@ -231,6 +235,25 @@ def destination_service(destination: DestinationSpec, pool: RunsWork, reactor: A
                           reactor, backoff=backoff, log=log)
     worker.setName(f"outbox:{destination.name}")
     return worker
+
+
+def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any) -> IService:
+    """The HTTP side (``[web] listen``): health and, with a token, the order API."""
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+
+    from lis_gateway.adapters.tcp import LinkServerService
+    from lis_gateway.web.api_orders import OrdersResource
+    from lis_gateway.web.site import build_site
+
+    assert config.web_listen is not None
+    host, port = config.web_listen
+    orders = (OrdersResource(pool, config.orders_api_token, zone=config.orders_time_zone)
+              if config.orders_api_token else None)
+    log = structlog.get_logger("lis_gateway.web")
+    service = LinkServerService(TCP4ServerEndpoint(reactor, port, interface=host),
+                                build_site(orders), log=log)
+    service.setName(WEB_SERVICE)
+    return service
 
 
 def run_gateway(config: GatewayConfig, *,
@@ -293,12 +316,13 @@ def run_gateway(config: GatewayConfig, *,
     judging = Autoverification(config.rule_set, config.policy)
 
     order_sink = OrderSink(pool, zone=config.orders_time_zone)
+    has_orders = config.orders is not None or bool(config.orders_api_token)
     links_and_orders = [*links, *([config.orders] if config.orders is not None else [])]
 
     def sink_for(link: LinkSpec) -> Sink:
         if link is config.orders:
             return order_sink
-        needs_order = config.orders is not None and not link.unsolicited
+        needs_order = has_orders and not link.unsolicited
         return StoreSink(link.name, link.driver, link.transport,
                          tables[link.driver.table_name], pool,
                          autoverification=replace(judging, require_order=needs_order))
@@ -314,7 +338,10 @@ def run_gateway(config: GatewayConfig, *,
         return StoreOrderSource(pool, tables.get(link.driver.table_name), hospital)
 
     def outbox_workers(reactor: Any) -> list[IService]:
-        return [destination_service(d, pool, reactor) for d in config.destinations]
+        services = [destination_service(d, pool, reactor) for d in config.destinations]
+        if config.web_listen is not None:
+            services.append(web_service(config, pool, reactor))
+        return services
 
     pool.start()
     try:

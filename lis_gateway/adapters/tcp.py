@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -69,11 +70,11 @@ class LinkServerService(Service):
 
     Args:
         endpoint: where to listen (``TCP4ServerEndpoint(reactor, port, interface=host)``).
-        factory: usually a :class:`LinkFactory`.
+        factory: a :class:`LinkFactory`, or the web ``Site``.
         log: logger bound to the link.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: LinkFactory,
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory[Any],
                  log: FilteringBoundLogger | None = None) -> None:
         self._endpoint = endpoint
         self._factory = factory

@@ -99,7 +99,9 @@ def _apply(conn: Connection, sample_id: int, order: IncomingOrder, message_id: i
     o = s.orders
     mine = and_(o.c.sample_id == sample_id, o.c.placer_order == order.placer_order)
     if order.control is OrderControl.CANCEL:
-        cancel = mine if not order.tests else and_(mine, o.c.test_code.in_(order.tests))
+        # without a placer number the cancellation is by barcode: the sample's every order
+        scope = mine if order.placer_order else o.c.sample_id == sample_id
+        cancel = scope if not order.tests else and_(scope, o.c.test_code.in_(order.tests))
         conn.execute(update(o).where(cancel).values(status=CANCELLED,
                                                     order_message_id=message_id))
         return

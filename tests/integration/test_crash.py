@@ -72,12 +72,12 @@ class Gateway:
             stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT)
         self._start = log.stat().st_size
 
-    def port(self) -> int:
-        """Wait for the "listening" status line of this run; return the port."""
+    def port(self, name: str = "chem1") -> int:
+        """Wait for the "<name> listening" status line of this run; return the port."""
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             text = self.log.read_bytes()[self._start:].decode("utf-8", "replace")
-            match = re.search(r"chem1 listening on 127\.0\.0\.1:(\d+)", text)
+            match = re.search(name + r" listening on 127\.0\.0\.1:(\d+)", text)
             if match:
                 return int(match.group(1))
             if self.proc.poll() is not None:

@@ -1,0 +1,1 @@
+"""The gateway's HTTP side: health, the REST API (and, later, the validation app)."""

@@ -1,0 +1,54 @@
+"""The HTTP site on the gateway's reactor: which path goes where.
+
+``/healthz`` answers 200 while the process runs (no login; it says nothing
+else). ``/api/orders`` exists when ``[orders] api_token_file`` is set. Other
+paths are 404. Twisted's access log is off: request lines are not written
+anywhere (a query string could carry a barcode), and errors never show a
+traceback to the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
+
+
+class Health(Resource):
+    """``/healthz``: the process is alive."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return b"ok\n"
+
+
+class Folder(Resource):
+    """A path segment with named children; anything else is a plain 404."""
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
+
+
+class QuietSite(Site):
+    """A Site that writes no access log and shows no tracebacks."""
+
+    displayTracebacks = False
+
+    def log(self, request: Any) -> None:
+        """No access log (see the module docstring)."""
+
+
+def build_site(orders: Resource | None = None) -> Site:
+    """The resource tree: health always, the order API when configured."""
+    root = Folder()
+    root.putChild(b"healthz", Health())
+    api = Folder()
+    root.putChild(b"api", api)
+    if orders is not None:
+        api.putChild(b"orders", orders)
+    return QuietSite(root)
