@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import drivers
 from lis_gateway import __version__
+from lis_gateway.cli_export import add_export_commands
 from lis_gateway.cli_outbox import add_outbox_commands
 from lis_gateway.cli_store import (
     cmd_audit_verify,
@@ -355,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit_verify)
 
     add_outbox_commands(sub)
+    add_export_commands(sub)
 
     p = sub.add_parser("drivers", help="list the analyzer drivers with their defaults")
     p.add_argument("--json", action="store_true", help="one JSON object per driver")
