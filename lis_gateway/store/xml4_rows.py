@@ -9,7 +9,10 @@ replaces the row with the corrected value, and since it is the latest release
 that is matched against the period, re-exporting an earlier period never
 brings the superseded value back (the result moves to the period of its
 correction). A correction not yet released leaves the earlier version in
-place. QC results are never patient results and never appear.
+place. A version whose latest lifecycle event has left the final states
+(released, delivered), e.g. a result retracted after release, is no longer
+reported, and the versions before it do not come back. QC results are never
+patient results and never appear.
 
 The approver is the user on the release event, with the practising-certificate
 number the user has now (``users.certificate_number``). A release the
@@ -31,7 +34,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, exists, func, select
 from sqlalchemy.orm import aliased
 
-from lis_gateway.lifecycle import ResultState
+from lis_gateway.lifecycle import FINAL_STATES, ResultState
 from lis_gateway.store import schema as s
 from lis_gateway.store._common import as_utc, require_aware
 
@@ -90,6 +93,9 @@ def released_rows(conn: Connection, since: datetime, until: datetime) -> list[Re
     first_release = (select(ev.c.result_version_id, func.min(ev.c.id).label("event_id"))
                      .where(ev.c.to_state == released)
                      .group_by(ev.c.result_version_id).subquery())
+    last_event = (select(ev.c.result_version_id, func.max(ev.c.id).label("event_id"))
+                  .group_by(ev.c.result_version_id).subquery())
+    latest_ev = aliased(ev)
     later_v, later_ev = aliased(v), aliased(ev)
     released_later = exists().where(and_(
         later_v.c.result_id == v.c.result_id, later_v.c.version > v.c.version,
@@ -101,11 +107,14 @@ def released_rows(conn: Connection, since: datetime, until: datetime) -> list[Re
                u.c.username, u.c.certificate_number)
         .join(first_release, first_release.c.result_version_id == v.c.id)
         .join(ev, ev.c.id == first_release.c.event_id)
+        .join(last_event, last_event.c.result_version_id == v.c.id)
+        .join(latest_ev, latest_ev.c.id == last_event.c.event_id)
         .join(r, r.c.id == v.c.result_id)
         .join(sm, sm.c.id == r.c.sample_id)
         .join(a, a.c.id == r.c.analyzer_id)
         .outerjoin(u, u.c.id == ev.c.user_id)
-        .where(r.c.qc.is_(False), ev.c.at >= start, ev.c.at < end, ~released_later)
+        .where(r.c.qc.is_(False), ev.c.at >= start, ev.c.at < end, ~released_later,
+               latest_ev.c.to_state.in_([state.value for state in FINAL_STATES]))
         .order_by(ev.c.at, v.c.result_id)).all()
     return [_row(row) for row in rows]
 

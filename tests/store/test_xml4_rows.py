@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, insert, update
 
 from lis_gateway.lifecycle import Action, Actor, Policy, ResultState, Role, Transition, apply
 from lis_gateway.store import judgements
@@ -127,3 +127,21 @@ def test_a_release_without_a_person_names_no_user(engine: Engine) -> None:
             T0 + timedelta(minutes=1))
     [row] = rows(engine, T0, T0 + timedelta(hours=1))
     assert (row.released_by, row.actor, row.certificate_number) == ("", "autorelease", "")
+
+
+def test_a_result_withdrawn_after_release_is_not_reported(engine: Engine) -> None:
+    """A later event leaving the final states (a retraction) removes the result; delivered
+    stays final; an earlier released version does not come back."""
+    lab(engine)
+    ingest(engine, [result(sample="GONE")], raw=RAW + b"1", policy=ONE_STEP)
+    [kept] = ingest(engine, [result(sample="SENT")], raw=RAW + b"2", policy=ONE_STEP)
+    release(engine, "GONE", T0 + timedelta(minutes=5))
+    release(engine, "SENT", T0 + timedelta(minutes=5))
+    with engine.begin() as conn:
+        for accession, to_state in (("GONE", "retracted"), ("SENT", "delivered")):
+            [info] = repo.results_for_sample(conn, accession)
+            conn.execute(insert(s.validation_events).values(  # written as the store does
+                result_version_id=info.latest.id, action="x", user_id=None, comment="",
+                at=T0 + timedelta(minutes=30), from_state="released", to_state=to_state,
+                actor_kind="system", actor="test"))
+    assert [r.result_id for r in rows(engine, T0, T0 + timedelta(hours=1))] == [kept]
