@@ -21,6 +21,7 @@ from lis_gateway.cli_store import (
     cmd_migrate,
     cmd_reprocess,
     cmd_results,
+    cmd_retract,
     cmd_rules_test,
     cmd_run,
     cmd_user,
@@ -314,6 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per result")
     config_option(p)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("retract", help="withdraw a released result (lab doctor)",
+                       description=(
+                           "As USER (a lab doctor), withdraw the released result of TEST on "
+                           "SAMPLE, e.g. a sample of the wrong patient. A reason is "
+                           "required and audited; every destination is then sent a "
+                           "deletion (HL7 OBX-11 D, FHIR entered-in-error, REST status D)."))
+    p.add_argument("sample", metavar="SAMPLE")
+    p.add_argument("test", metavar="TEST", help="the local or analyzer test code")
+    p.add_argument("--user", required=True, metavar="NAME")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    config_option(p)
+    p.set_defaults(func=cmd_retract)
 
     p = sub.add_parser("reprocess", help="re-map held results and re-evaluate the rules",
                        description=(

@@ -260,6 +260,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if outcomes and all(o.refused and not o.done for o in outcomes) else 0
 
 
+def cmd_retract(args: argparse.Namespace) -> int:
+    """Withdraw a released result as a lab doctor; the destinations are told to delete it."""
+    from lis_gateway.store import repository
+    from lis_gateway.validation import UserRefusedError, retract_result
+
+    config = _load_config(args)
+    if config is None:
+        return 2
+    engine = _open_store(config)
+    if engine is None:
+        return 1
+    try:
+        with engine.begin() as conn:
+            o = retract_result(conn, args.sample, args.test, args.user, args.reason,
+                               at=_now(), source=_source())
+    except (UserRefusedError, repository.NotFoundError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps({"result_id": o.result_id, "test": o.test, "before": o.before.value,
+                          "after": o.after.value, "refused": o.refused}, ensure_ascii=False))
+    else:
+        refused = f"  REFUSED: {o.refused}" if o.refused else ""
+        print(f"{args.sample}\t{o.test}\t{o.before.value} -> {o.after.value}{refused}")
+    return 1 if o.refused else 0
+
+
 def cmd_reprocess(args: argparse.Namespace) -> int:
     """Re-map held results with the current tables and re-evaluate the rules."""
 

@@ -16,8 +16,11 @@ The main path::
              -> AUTOVERIFIED    ->
 
 Side branches: REJECTED (terminal, reason required), RERUN_REQUESTED
-(terminal for this result; the rerun arrives as a new result) and
-CORRECTED (after release; see below).
+(terminal for this result; the rerun arrives as a new result),
+CORRECTED (after release; see below) and RETRACTED (after release: a lab
+doctor withdraws a result that must never have been reported, such as a
+sample of the wrong patient; terminal, reason required; the destinations
+are told to delete it).
 
 Policy (per test group) removes steps, never adds paths the table lacks:
 
@@ -78,6 +81,8 @@ class ResultState(enum.Enum):
     RERUN_REQUESTED = "rerun-requested"
     #: A new version correcting a released one; must be validated again.
     CORRECTED = "corrected"
+    #: Withdrawn after release (wrong patient, wrong sample); terminal, reason recorded.
+    RETRACTED = "retracted"
 
 
 class Action(enum.Enum):
@@ -92,6 +97,7 @@ class Action(enum.Enum):
     REJECT = "reject"
     REQUEST_RERUN = "request-rerun"
     CORRECT = "correct"
+    RETRACT = "retract"
 
 
 class Role(enum.Enum):
@@ -289,6 +295,8 @@ TRANSITIONS: dict[tuple[ResultState, Action], ResultState] = {
     (S.DELIVERED, A.CORRECT): S.CORRECTED,
     (S.CORRECTED, A.VALIDATE): S.TECH_VALIDATED,
     (S.CORRECTED, A.REJECT): S.REJECTED,  # the correction is withdrawn; the old version stands
+    (S.RELEASED, A.RETRACT): S.RETRACTED,
+    (S.DELIVERED, A.RETRACT): S.RETRACTED,
 }
 
 #: Policy conditions on table rows; a row not listed here has none.
@@ -309,11 +317,12 @@ PERMITS: dict[Action, frozenset[Permit]] = {
     A.REJECT: frozenset({Permit.TECHNICIAN, Permit.DOCTOR}),
     A.REQUEST_RERUN: frozenset({Permit.RULE, Permit.TECHNICIAN, Permit.DOCTOR}),
     A.CORRECT: frozenset({Permit.TECHNICIAN, Permit.DOCTOR}),
+    A.RETRACT: frozenset({Permit.DOCTOR}),
 }
 
 #: Actions that need a non-blank reason.
 REASON_REQUIRED: frozenset[Action] = frozenset(
-    {A.HOLD, A.REJECT, A.REQUEST_RERUN, A.CORRECT})
+    {A.HOLD, A.REJECT, A.REQUEST_RERUN, A.CORRECT, A.RETRACT})
 
 #: Actions whose transition starts a new version.
 NEW_VERSION: frozenset[Action] = frozenset({A.CORRECT})

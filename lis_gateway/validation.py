@@ -154,3 +154,28 @@ def validate_sample(conn: Connection, accession: str, username: str,
         raise repository.NotFoundError(f"no results for sample {accession!r}")
     return [validate_result(conn, info.id, actor, policy_for(policy, info.latest.content.code),
                             approve=approve, at=at, source=source) for info in infos]
+
+
+def retract_result(conn: Connection, accession: str, test_code: str, username: str,
+                   reason: str, *, at: datetime, source: str = "") -> Outcome:
+    """Withdraw a released result (a lab doctor; reason required); the destinations are
+    then told to delete it (:mod:`lis_gateway.store.outbox`, entry kind ``retraction``).
+
+    Raises:
+        UserRefusedError: unknown or disabled user.
+        repository.NotFoundError: the sample has no current result of that test.
+    """
+    actor = user_actor(conn, username)
+    found = [i for i in repository.results_for_sample(conn, accession)
+             if i.test_code == test_code or i.latest.content.code == test_code]
+    if not found:
+        raise repository.NotFoundError(f"sample {accession!r} has no result of {test_code!r}")
+    info = found[-1]
+    status = judgements.result_status(conn, info.id)
+    try:
+        transition = apply(status.state, Action.RETRACT, actor, Policy(), reason=reason)
+    except LifecycleError as exc:
+        return Outcome(info.id, info.test_code, status.state, status.state, (), str(exc))
+    judgements.record_transition(conn, status.version_id, transition, at, source=source)
+    return Outcome(info.id, info.test_code, status.state, transition.to_state,
+                   (Action.RETRACT,))

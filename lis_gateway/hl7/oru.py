@@ -68,6 +68,7 @@ class ObservationStatus(enum.Enum):
     CORRECTED = "C"  #: correction of a result already released as final
     PRELIMINARY = "P"  #: preliminary (not yet validated)
     CANNOT_OBTAIN = "X"  #: no result can be produced (OBX-5 stays empty)
+    DELETED = "D"  #: deletes the OBX record sent before (a retracted result)
 
 
 class ReportStatus(enum.Enum):
@@ -79,14 +80,16 @@ class ReportStatus(enum.Enum):
     CANCELLED = "X"  #: no results: the test was cancelled or cannot be done
 
 
-_F, _C, _P, _X = (ObservationStatus.FINAL, ObservationStatus.CORRECTED,
-                  ObservationStatus.PRELIMINARY, ObservationStatus.CANNOT_OBTAIN)
+_F, _C, _P, _X, _D = (ObservationStatus.FINAL, ObservationStatus.CORRECTED,
+                      ObservationStatus.PRELIMINARY, ObservationStatus.CANNOT_OBTAIN,
+                      ObservationStatus.DELETED)
 
 #: OBX-11 values allowed under each OBR-25 (protocols.md §3.6-3.7): a corrected
-#: OBX only in a corrected report, and a corrected report holds at least one.
+#: or deleted OBX only in a corrected report, and a corrected report holds at
+#: least one of them.
 ALLOWED_OBSERVATION_STATUSES: dict[ReportStatus, frozenset[ObservationStatus]] = {
     ReportStatus.FINAL: frozenset({_F, _X}),
-    ReportStatus.CORRECTED: frozenset({_C, _F, _X}),
+    ReportStatus.CORRECTED: frozenset({_C, _D, _F, _X}),
     ReportStatus.PRELIMINARY: frozenset({_P, _F, _X}),
     ReportStatus.CANCELLED: frozenset({_X}),
 }
@@ -252,8 +255,8 @@ def _check_observations(order: Order) -> None:
     if bad:
         raise BuildError(f"OBR-25 {order.status.value} does not allow OBX-11 {', '.join(bad)}"
                          + (" (a correction needs OBR-25 C)" if "C" in bad else ""))
-    if order.status is ReportStatus.CORRECTED and _C not in statuses:
-        raise BuildError("OBR-25 C (corrected) needs at least one OBX-11 C")
+    if order.status is ReportStatus.CORRECTED and not {_C, _D} & set(statuses):
+        raise BuildError("OBR-25 C (corrected) needs at least one OBX-11 C or D")
     if not statuses and order.status is not ReportStatus.CANCELLED:
         raise BuildError(f"OBR-25 {order.status.value} needs at least one observation")
     seen: set[tuple[str, str]] = set()

@@ -3,8 +3,11 @@
 One message per outbox entry: MSH, PID, one ORC/OBR (the sample's accession
 as filler order number, the test as universal service ID) and one OBX.
 A version that corrects an earlier one goes out with OBX-11 = C and
-OBR-25 = C; a first version with F. MSH-10 is the entry's stable control
-ID, so a resend after a lost ACK is the same message apart from MSH-7.
+OBR-25 = C; a first version with F; a retraction (the version must never
+have been reported: wrong patient, wrong sample) with OBX-11 = D ("deletes
+the OBX record", table 0085) and OBR-25 = C, under its own control ID.
+MSH-10 is the entry's stable control ID, so a resend after a lost ACK is
+the same message apart from MSH-7.
 
 The value type follows the stored content: the exact converted number as
 NM, or SN when the analyzer wrote a comparator (``<0.5``), a ratio or a
@@ -74,8 +77,10 @@ def compose_oru(item: OutboundResult, route: MessageRoute, now: datetime,
         raise BuildError(f"test {item.test_code!r} of analyzer {item.analyzer!r} is not mapped "
                          "to a local code or LOINC: add it to the mapping table")
     code = ObservationCode(loinc=c.loinc, local=c.code, local_text=c.code)
-    status = ObservationStatus.CORRECTED if item.corrected else ObservationStatus.FINAL
-    report = ReportStatus.CORRECTED if item.corrected else ReportStatus.FINAL
+    status = (ObservationStatus.DELETED if item.retracted
+              else ObservationStatus.CORRECTED if item.corrected else ObservationStatus.FINAL)
+    report = (ReportStatus.CORRECTED if item.corrected or item.retracted
+              else ReportStatus.FINAL)
     person = None
     if item.responsible:
         family, _, given = item.responsible_name.partition(" ")

@@ -110,13 +110,13 @@ def decide(status: DeliveryStatus, attempts: int, now: float, rand: float,
     return Decision(EntryState.PENDING, now + backoff.delay(attempts, rand))
 
 
-def control_id_for(version_id: int) -> str:
+def control_id_for(version_id: int, retraction: bool = False) -> str:
     """MSH-10 of the message carrying one result version: stable across resends.
 
     ``LG`` + the version's id fits HL7 v2.5.1's 20-character MSH-10 up to
-    ids of 18 digits; a resend after a lost ACK carries the same ID, so the
-    HIS can recognise it.
+    ids of 17 digits; a resend after a lost ACK carries the same ID, so the
+    HIS can recognise it. The retraction of the version is ``LG<id>X``.
     """
     if version_id < 1:
         raise ValueError("result version ids start at 1")
-    return f"LG{version_id}"
+    return f"LG{version_id}" + ("X" if retraction else "")

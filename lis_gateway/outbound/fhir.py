@@ -146,8 +146,12 @@ def compose_bundle(item: OutboundResult, now: datetime, identity: FhirIdentity) 
         return f"urn:uuid:{uuid.uuid5(_UUID_NAMESPACE, name)}"
 
     patient_url, specimen_url, observation_url, report_url = (url(k) for k in _KINDS)
-    result_id = {"system": identity.result_system, "value": item.control_id}
-    status = "corrected" if item.corrected else "final"
+    # a retraction marks the resources made by the retracted entry (found by its
+    # control ID) entered-in-error, by conditional update
+    key = item.retracts or item.control_id
+    result_id = {"system": identity.result_system, "value": key}
+    status = ("entered-in-error" if item.retracted
+              else "corrected" if item.corrected else "final")
     code = _code(c, identity)
     subject = {"reference": patient_url}
     interpreter = _reference("Practitioner", identity.practitioner_system, item.responsible,
@@ -193,17 +197,19 @@ def compose_bundle(item: OutboundResult, now: datetime, identity: FhirIdentity) 
         "resourceType": "Specimen",
         "accessionIdentifier": {"system": identity.accession_system, "value": item.accession},
         "subject": subject}
-    by_result = "identifier=" + _token(identity.result_system, item.control_id)
+    by_result = "identifier=" + _token(identity.result_system, key)
+    put = _update if item.retracted else _entry
     bundle: Json = {
-        "resourceType": "Bundle", "identifier": result_id, "type": "transaction",
+        "resourceType": "Bundle", "type": "transaction",
+        "identifier": {"system": identity.result_system, "value": item.control_id},
         "timestamp": issued,
         "entry": [
             _entry(patient_url, _patient(item, patient_ids),
                    "identifier=" + _token(patient_ids[0]["system"], patient_ids[0]["value"])),
             _entry(specimen_url, specimen,
                    "accession=" + _token(identity.accession_system, item.accession)),
-            _entry(observation_url, observation, by_result),
-            _entry(report_url, report, by_result),
+            put(observation_url, observation, by_result),
+            put(report_url, report, by_result),
         ]}
     return _dump(bundle).encode("utf-8")
 
@@ -245,6 +251,12 @@ def _entry(full_url: str, resource: Json, if_none_exist: str) -> Json:
     return {"fullUrl": full_url, "resource": resource,
             "request": {"method": "POST", "url": resource["resourceType"],
                         "ifNoneExist": if_none_exist}}
+
+
+def _update(full_url: str, resource: Json, search: str) -> Json:
+    """A conditional update: the resource found by ``search`` is replaced."""
+    return {"fullUrl": full_url, "resource": resource,
+            "request": {"method": "PUT", "url": f"{resource['resourceType']}?{search}"}}
 
 
 def _reference(kind: str, system: str, value: str, display: str = "") -> Json:

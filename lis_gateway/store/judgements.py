@@ -68,7 +68,7 @@ class ResultStatus:
 
 #: States whose reasons :func:`result_status` reports.
 _REASON_STATES = frozenset({ResultState.HELD, ResultState.REJECTED,
-                            ResultState.RERUN_REQUESTED})
+                            ResultState.RERUN_REQUESTED, ResultState.RETRACTED})
 
 
 def _actor_name(actor: Actor) -> str:

@@ -1,7 +1,8 @@
 """The outbox: what must reach each destination, and how far it got (SQL only here).
 
 Entries are made by :func:`enqueue_released` from the lifecycle's record (a
-version with a RELEASED transition), so an entry can never be missed: a
+version with a RELEASED transition; a second entry, of kind ``retraction``,
+when the version was RETRACTED afterwards), so an entry can never be missed: a
 release committed before a crash is found again on the next call. Entries
 are never deleted; their state moves pending -> delivered, or pending ->
 dead -> pending when a person retries. The decisions (what an answer
@@ -26,6 +27,10 @@ from lis_gateway.store.audit import append_audit
 from lis_gateway.store.orders import ORDERED
 from lis_gateway.store.repository import ResultContent, result_versions
 
+#: Entry kinds: the version itself, or the order to delete it after a retraction.
+RESULT = "result"
+RETRACTION = "retraction"
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
@@ -45,6 +50,7 @@ class OutboxEntry:
     last_error: str
     created_at: datetime
     delivered_at: datetime | None
+    kind: str = RESULT
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dictionary (no patient identifiers)."""
@@ -56,7 +62,7 @@ class OutboxEntry:
                 "state": self.state.value, "attempts": self.attempts,
                 "next_attempt_at": iso(self.next_attempt_at), "last_status": self.last_status,
                 "last_error": self.last_error, "created_at": iso(self.created_at),
-                "delivered_at": iso(self.delivered_at)}
+                "delivered_at": iso(self.delivered_at), "kind": self.kind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,13 @@ class OutboundResult:
     birth_date: date | None = None
     sex: str = ""  #: table 0001 as the HIS sent it
     placer_order: str = ""  #: the HIS's order number for this test (ORC-2/OBR-2)
+    #: The control ID of the entry this one retracts ("" for a result entry).
+    retracts: str = ""
+
+    @property
+    def retracted(self) -> bool:
+        """This entry tells the destination to delete the result sent as ``retracts``."""
+        return bool(self.retracts)
 
 
 def _entries_query() -> Any:
@@ -110,7 +123,7 @@ def _entry(row: Row[Any]) -> OutboxEntry:
     return OutboxEntry(row.id, row.result_version_id, row.result_id, row.destination,
                        row.accession, row.test_code, row.control_id, EntryState(row.state),
                        row.attempts, opt(row.next_attempt_at), row.last_status, row.last_error,
-                       as_utc(row.created_at), opt(row.delivered_at))
+                       as_utc(row.created_at), opt(row.delivered_at), row.kind)
 
 
 def enqueue_released(conn: Connection, destination: str, at: datetime, *,
@@ -131,22 +144,25 @@ def enqueue_released(conn: Connection, destination: str, at: datetime, *,
     """
     when = require_aware(at, "at")
     ev, v, r, o = s.validation_events, s.result_versions, s.results, s.outbox
-    queued = exists().where(and_(o.c.result_version_id == v.c.id, o.c.destination == destination))
-    rows = conn.execute(
-        select(v.c.id, r.c.sample_id, ev.c.id.label("event_id"))
-        .join(r, r.c.id == v.c.result_id)
-        .join(ev, ev.c.result_version_id == v.c.id)
-        .where(ev.c.to_state == ResultState.RELEASED.value, r.c.qc.is_(False), ~queued,
-               ev.c.id > after_event_id)
-        .order_by(ev.c.id)).all()
-    seen: set[int] = set()
-    for row in rows:
-        if row.id in seen:
+    found = []
+    for kind, state in ((RESULT, ResultState.RELEASED), (RETRACTION, ResultState.RETRACTED)):
+        queued = exists().where(and_(o.c.result_version_id == v.c.id,
+                                     o.c.destination == destination, o.c.kind == kind))
+        found += [(row.event_id, kind, row) for row in conn.execute(
+            select(v.c.id, r.c.sample_id, ev.c.id.label("event_id"))
+            .join(r, r.c.id == v.c.result_id)
+            .join(ev, ev.c.result_version_id == v.c.id)
+            .where(ev.c.to_state == state.value, r.c.qc.is_(False), ~queued,
+                   ev.c.id > after_event_id)).all()]
+    seen: set[tuple[int, str]] = set()
+    for _event, kind, row in sorted(found, key=lambda f: f[0]):  # release before retraction
+        if (row.id, kind) in seen:
             continue
-        seen.add(row.id)
+        seen.add((row.id, kind))
         conn.execute(insert(o).values(
             result_version_id=row.id, destination=destination, sample_id=row.sample_id,
-            control_id=control_id_for(row.id), state=EntryState.PENDING.value, attempts=0,
+            control_id=control_id_for(row.id, retraction=kind == RETRACTION), kind=kind,
+            state=EntryState.PENDING.value, attempts=0,
             next_attempt_at=when, created_at=when, updated_at=when))
     return len(seen)
 
@@ -293,7 +309,8 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
     """Everything the message of one entry needs, read in one transaction.
 
     The responsible person is the user who released the version, else the
-    last user who validated or approved it ("" when rules alone released it).
+    last user who validated or approved it ("" when rules alone released it);
+    for a retraction, the doctor who retracted it.
 
     Raises:
         NotFoundError: no such entry.
@@ -308,7 +325,8 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
         .join(u, u.c.id == ev.c.user_id)
         .where(ev.c.result_version_id == entry.result_version_id,
                ev.c.action.in_([a.value for a in (Action.VALIDATE, Action.APPROVE,
-                                                  Action.RELEASE)]))
+                                                  Action.RELEASE)]
+                               + ([Action.RETRACT.value] if entry.kind == RETRACTION else [])))
         .order_by(ev.c.id)).all()
     username = display = ""
     for row in people:
@@ -324,4 +342,6 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
         insurance_card=who.insurance_card or "", responsible=username,
         responsible_name=display, family_name=who.family_name, middle_name=who.middle_name,
         given_name=who.given_name, birth_date=who.birth_date, sex=who.sex,
-        placer_order=_placer(conn, who.id, version.content.code))
+        placer_order=_placer(conn, who.id, version.content.code),
+        retracts=(control_id_for(entry.result_version_id) if entry.kind == RETRACTION
+                  else ""))

@@ -31,6 +31,7 @@ from lis_gateway.outbound.delivery import EntryState
 from lis_gateway.store import judgements
 from lis_gateway.store import schema as s
 from lis_gateway.store._common import as_utc, require_aware
+from lis_gateway.store.outbox import RESULT, RETRACTION
 
 _NOT_REPORTABLE = frozenset({ResultState.REJECTED, ResultState.RERUN_REQUESTED})
 _RELEASED = frozenset({ResultState.RELEASED, ResultState.DELIVERED})
@@ -42,7 +43,9 @@ class Whereabouts:
 
     Attributes:
         destination: the destination's name.
-        where: delivered, waiting-validation, not-reportable, not-queued, pending, dead.
+        where: delivered, retracted (the destination acknowledged the deletion),
+            waiting-validation, not-reportable, not-queued, pending, dead (of the
+            retraction, for a retracted result).
         detail: why, in words (state and reasons, the destination's answer, ...).
         control_id: the outbox entry's MSH-10 ("" before it is queued).
         at: when it was delivered (delivered), or the next attempt (pending).
@@ -93,8 +96,10 @@ def reconcile(conn: Connection, destinations: Sequence[str],
         status = judgements.result_status(conn, row.id)
         version = conn.execute(select(v.c.version).where(
             v.c.id == status.version_id)).scalar_one()
+        kind = RETRACTION if status.state is ResultState.RETRACTED else RESULT
         entries = {e.destination: e for e in conn.execute(
-            select(o).where(o.c.result_version_id == status.version_id)).all()}
+            select(o).where(o.c.result_version_id == status.version_id,
+                            o.c.kind == kind)).all()}
         places = []
         for name in destinations:
             places.append(_whereabouts(name, status, entries.get(name)))
@@ -109,11 +114,12 @@ def _whereabouts(name: str, status: judgements.ResultStatus, entry: Row[Any] | N
     described = status.state.value + (f" ({reasons})" if reasons else "")
     if status.state in _NOT_REPORTABLE:
         return Whereabouts(name, "not-reportable", described)
-    if status.state not in _RELEASED:
+    retraction = status.state is ResultState.RETRACTED
+    if not retraction and status.state not in _RELEASED:
         return Whereabouts(name, "waiting-validation", described)
     if entry is None:
-        return Whereabouts(name, "not-queued", "released; the destination's worker has not "
-                           "queued it yet (is the gateway running?)")
+        return Whereabouts(name, "not-queued", f"{status.state.value}; the destination's "
+                           "worker has not queued it yet (is the gateway running?)")
     state = EntryState(entry.state)
     control = str(entry.control_id)
     answer = str(entry.last_status)
@@ -121,7 +127,8 @@ def _whereabouts(name: str, status: judgements.ResultStatus, entry: Row[Any] | N
     said = f"{answer}: {error}" if error else answer
     if state is EntryState.DELIVERED:
         delivered = entry.delivered_at
-        return Whereabouts(name, "delivered", "", control,
+        return Whereabouts(name, "retracted" if retraction else "delivered",
+                           described if retraction else "", control,
                            None if delivered is None else as_utc(delivered))
     if state is EntryState.DEAD:
         return Whereabouts(name, "dead", said, control)

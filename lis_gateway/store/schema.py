@@ -283,7 +283,9 @@ outbox = Table(
     _ts("created_at"),
     _ts("updated_at"),
     _ts("delivered_at", nullable=True),
-    UniqueConstraint("result_version_id", "destination"),
+    #: "result" (the version itself) or "retraction" (tells the destination to delete it)
+    Column("kind", String(12), nullable=False, server_default="result"),
+    UniqueConstraint("result_version_id", "destination", "kind"),
     Index("ix_outbox_destination_state", "destination", "state"),
 )
 

@@ -146,7 +146,8 @@ def by_destination(got: list[Any], name: str) -> list[Any]:
 @pytest.mark.integration
 def test_results_reach_rest_fhir_file_and_tls_destinations(tmp_path: Path) -> None:
     """Each destination gets every result; the REST one through 503, silence, drop and 422
-    (dead-lettered, retried by a person after a restart); the reconciliation is exact."""
+    (dead-lettered, retried by a person after a restart); a retracted result reaches all
+    four as a deletion; the reconciliation is exact."""
     api = ScriptedHttp(["503", "silence", "drop", "200", "200", "200", "200", "200", "422"])
     fhir = ScriptedHttp([], respond=transaction_response)
     cert_file, key_file = certificate(tmp_path)
@@ -241,13 +242,25 @@ hospital = "BV_TEST"
         gateway.port()
         got = wait_for(url, lambda es: all(e.state is EntryState.DELIVERED for e in es),
                        "delivery after the retry")
+        # the lab doctor withdraws the glucose (a sample of another patient)
+        cli(config, "user", "add", "dr_minh", "--roles", "doctor")
+        cli(config, "retract", SAMPLE, "GLU", "--user", "dr_minh", "--reason",
+            "mẫu của bệnh nhân khác")
+        got = wait_for(url, lambda es: len(es) == 4 * n + 4 and all(
+            e.state is EntryState.DELIVERED for e in es), "delivery of the retractions")
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")
         api.close()
         fhir.close()
         mllp.close()
 
+    retractions = [e for e in got if e.kind == "retraction"]
+    got = [e for e in got if e.kind == "result"]
+    assert sorted(e.destination for e in retractions) == ["api", "drop", "emr", "his-tls"]
+    retracted = {e.destination: e.control_id for e in retractions}
     # REST: same Idempotency-Key on every resend, the token, the site's template
+    deletion = json.loads(api.requests.pop()[1])
+    assert deletion["trangThai"] == "D"
     ids = [e.control_id for e in by_destination(got, "api")]
     keys = [headers["idempotency-key"] for headers, _ in api.requests]
     assert keys == [ids[0]] * 4 + ids[1:] + [ids[-1]]
@@ -260,6 +273,10 @@ hospital = "BV_TEST"
     # FHIR: every Bundle is valid for an independent model and carries its control ID
     from fhir.resources.R4B.bundle import Bundle
 
+    last = json.loads(fhir.requests.pop()[1])
+    assert [(e["request"]["method"], e["resource"].get("status")) for e in last["entry"][2:]] \
+        == [("PUT", "entered-in-error")] * 2
+    assert last["identifier"]["value"] == retracted["emr"]
     observations = []
     for _, body in fhir.requests:
         bundle = Bundle.model_validate_json(body)
@@ -273,14 +290,19 @@ hospital = "BV_TEST"
 
     # file drop: one JSON file per entry, named by its control ID
     files = sorted(p.name for p in (tmp_path / "drop").iterdir())
-    assert files == sorted(f"{e.control_id}.json" for e in by_destination(got, "drop"))
+    assert files == sorted([f"{e.control_id}.json" for e in by_destination(got, "drop")]
+                           + [f"{retracted['drop']}.json"])
 
-    # MLLP over TLS: n ORU^R01, one per entry
+    # MLLP over TLS: n ORU^R01, one per entry, then the deletion (OBX-11 D)
+    deleted = mllp.received.pop()
+    assert b"|D|" in deleted.split(b"\rOBX|", 1)[1] and retracted["his-tls"].encode() in deleted
     assert sorted(m.split(b"\r", 1)[0].split(b"|")[9].decode() for m in mllp.received) == \
         sorted(e.control_id for e in by_destination(got, "his-tls"))
 
     rows = [json.loads(line) for line in cli(config, "reconcile", "--json").stdout.splitlines()]
     assert len(rows) == n
-    assert {(d["destination"], d["where"]) for row in rows for d in row["destinations"]} == {
-        ("api", "delivered"), ("emr", "delivered"), ("drop", "delivered"),
-        ("his-tls", "delivered")}
+    where = {(row["test"], d["destination"], d["where"]) for row in rows
+             for d in row["destinations"]}
+    names = ("api", "emr", "drop", "his-tls")
+    assert where == {(code, name, "retracted" if code == "GLU" else "delivered")
+                     for code, *_ in CHEMISTRY for name in names}

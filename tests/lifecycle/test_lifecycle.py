@@ -51,6 +51,7 @@ WHO: dict[Action, set[str]] = {
     A.REJECT: {"technician", "doctor"},
     A.REQUEST_RERUN: {"rule", "technician", "doctor"},
     A.CORRECT: {"technician", "doctor"},
+    A.RETRACT: {"doctor"},  # a medical decision: the lab doctor withdraws a released result
 }
 
 
@@ -66,6 +67,7 @@ def legal_under(policy: Policy) -> set[tuple[ResultState, Action]]:
         (S.APPROVED, A.RELEASE),
         (S.RELEASED, A.MARK_DELIVERED), (S.RELEASED, A.CORRECT), (S.DELIVERED, A.CORRECT),
         (S.CORRECTED, A.VALIDATE), (S.CORRECTED, A.REJECT),
+        (S.RELEASED, A.RETRACT), (S.DELIVERED, A.RETRACT),
     }
     if policy.autoverified_skips_technician:
         pairs.add((S.AUTOVERIFIED, A.APPROVE))
@@ -114,8 +116,8 @@ def test_table_has_no_rows_beyond_the_issue() -> None:
 
 
 def test_terminal_states_have_no_way_out() -> None:
-    """Rejected and rerun-requested results accept no action."""
-    for state in (S.REJECTED, S.RERUN_REQUESTED):
+    """Rejected, rerun-requested and retracted results accept no action."""
+    for state in (S.REJECTED, S.RERUN_REQUESTED, S.RETRACTED):
         assert not [a for (s, a) in TRANSITIONS if s is state]
 
 

@@ -80,3 +80,12 @@ def test_what_cannot_make_a_message_says_why() -> None:
     with pytest.raises(BuildError):
         compose_oru(dataclasses.replace(ITEM, content=dataclasses.replace(
             CONTENT, flags=("??",))), ROUTE, NOW, HierarchicDesignator("BV_TEST"))
+
+
+def test_a_retraction_deletes_the_obx_under_its_own_control_id() -> None:
+    """OBX-11 D with OBR-25 C (protocols.md 3.7); STRICT-valid; MSH-10 is the retraction's."""
+    message = compose_oru(dataclasses.replace(ITEM, control_id="LG17X", retracts="LG17"),
+                          ROUTE, NOW, HierarchicDesignator("BV_TEST"))
+    strict_251(message)
+    assert (segment(message, "OBX")[11], segment(message, "OBR")[25]) == ("D", "C")
+    assert parse_message(message).control_id == "LG17X"

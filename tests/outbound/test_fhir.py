@@ -366,3 +366,20 @@ def test_long_reasons_are_clipped() -> None:
     assert status is DeliveryStatus.REJECTED
     assert len(text) == 500
     assert text.startswith("HTTP 422: xxx") and text.endswith("…")
+
+
+def test_a_retraction_marks_the_earlier_resources_entered_in_error() -> None:
+    """Conditional PUT on the retracted entry's identifier; status entered-in-error; valid."""
+    retraction = dataclasses.replace(ITEM, control_id="LG17X", retracts="LG17")
+    data, bundle = compose(retraction)
+    Bundle.model_validate_json(data)
+    assert bundle["identifier"]["value"] == "LG17X"
+    observation, report = bundle["entry"][2], bundle["entry"][3]
+    for entry in (observation, report):
+        assert entry["request"] == {
+            "method": "PUT", "url": f"{entry['resource']['resourceType']}?identifier="
+            "https://bv.example/fhir/sid/lis-result|LG17"}
+        assert entry["resource"]["status"] == "entered-in-error"
+    assert observation["resource"]["identifier"] == [
+        {"system": "https://bv.example/fhir/sid/lis-result", "value": "LG17"}]
+    assert [e["request"]["method"] for e in bundle["entry"][:2]] == ["POST", "POST"]

@@ -110,3 +110,12 @@ def test_long_error_bodies_are_cut() -> None:
     """The reason kept is at most 500 characters of the body."""
     status, text = interpret_response(400, b"x" * 5000)
     assert status is DeliveryStatus.REJECTED and len(text) == len("HTTP 400: ") + 501
+
+
+def test_a_retraction_says_status_d_and_what_it_retracts() -> None:
+    """status D, retracted true, retracts = the control ID sent before."""
+    doc = json.loads(BodyTemplate.parse('{"s": "{{status}}", "r": "{{retracted}}", '
+                                        '"of": "{{retracts}}"}').render(
+        dataclasses.replace(ITEM, control_id="LG17X", retracts="LG17")))
+    assert doc == {"s": "D", "r": True, "of": "LG17"}
+    assert json.loads(DEFAULT.render(ITEM))["retracts"] == ""
