@@ -44,3 +44,48 @@ def test_0007_gives_existing_users_an_empty_certificate_number(db_url: str) -> N
             assert get_user(conn, "dr_minh").certificate_number == ""
     finally:
         engine.dispose()
+
+
+def test_0008_keeps_outbox_entries_as_results_and_allows_a_retraction(db_url: str) -> None:
+    """An entry made at 0007 becomes kind "result"; a retraction entry can then join it;
+    downgrading drops retraction entries only."""
+    from sqlalchemy.exc import IntegrityError
+
+    from .test_lifecycle_store import ingest
+    from .test_repository import result
+
+    engine = make_engine(db_url)
+    try:
+        migrate(db_url, "0007", engine=engine)
+        ingest(engine, [result(sample="S1", value="5.0")])
+        with engine.begin() as conn:
+            version_id = conn.execute(select(s.result_versions.c.id)).scalar_one()
+            sample_id = conn.execute(select(s.samples.c.id)).scalar_one()
+            row = {"result_version_id": version_id, "destination": "his",
+                   "sample_id": sample_id, "state": "delivered", "attempts": 1,
+                   "created_at": T0, "updated_at": T0, "delivered_at": T0}
+            conn.execute(insert(s.outbox).values(control_id=f"LG{version_id}", **row))
+        migrate(db_url, engine=engine)
+        with engine.begin() as conn:
+            assert conn.execute(select(s.outbox.c.kind)).scalars().all() == ["result"]
+            conn.execute(insert(s.outbox).values(control_id=f"LG{version_id}X",
+                                                 kind="retraction", **row))
+        try:
+            with engine.begin() as conn:  # still one entry per version, destination and kind
+                conn.execute(insert(s.outbox).values(control_id="dup", kind="retraction",
+                                                     **row))
+            raise AssertionError("a second retraction entry was accepted")
+        except IntegrityError:
+            pass
+        config = alembic_config(db_url)
+        config.attributes["engine"] = engine
+        command.downgrade(config, "0007")
+        assert "kind" not in {c["name"] for c in inspect(engine).get_columns("outbox")}
+        with engine.begin() as conn:
+            assert conn.execute(select(s.outbox.c.control_id)).scalars().all() == [
+                f"LG{version_id}"]
+        migrate(db_url, engine=engine)
+        with engine.begin() as conn:
+            assert conn.execute(select(s.outbox.c.kind)).scalars().all() == ["result"]
+    finally:
+        engine.dispose()
