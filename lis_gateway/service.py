@@ -11,7 +11,7 @@ CLI, the configuration and the ingest sink, the only one that imports
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,7 @@ from lis_gateway.wire import Recorder, TeeRecorder, open_recorder
 if TYPE_CHECKING:
     from lis_gateway.config import GatewayConfig
     from lis_gateway.ingest import RunsWork
+    from lis_gateway.mapping import MappingTable
 
 #: Seconds to wait for an outgoing TCP connection before counting it failed.
 CONNECT_TIMEOUT = 10.0
@@ -237,21 +238,25 @@ def destination_service(destination: DestinationSpec, pool: RunsWork, reactor: A
     return worker
 
 
-def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any) -> IService:
-    """The HTTP side (``[web] listen``): health and, with a token, the order API."""
+def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
+                tables: Iterable[MappingTable] = ()) -> IService:
+    """The HTTP side (``[web] listen``): health and, with a token, the HIS's API."""
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
     from lis_gateway.adapters.tcp import LinkServerService
+    from lis_gateway.export.xml4_build import indicators
     from lis_gateway.web.api_orders import OrdersResource
+    from lis_gateway.web.api_xml4 import Xml4Resource
     from lis_gateway.web.site import build_site
 
     assert config.web_listen is not None
     host, port = config.web_listen
-    orders = (OrdersResource(pool, config.orders_api_token, zone=config.orders_time_zone)
-              if config.orders_api_token else None)
+    token, zone = config.orders_api_token, config.orders_time_zone
+    orders = OrdersResource(pool, token, zone=zone) if token else None
+    xml4 = Xml4Resource(pool, token, indicators(tables), zone=zone) if token else None
     log = structlog.get_logger("lis_gateway.web")
     service = LinkServerService(TCP4ServerEndpoint(reactor, port, interface=host),
-                                build_site(orders), log=log)
+                                build_site(orders, xml4), log=log)
     service.setName(WEB_SERVICE)
     return service
 
@@ -340,7 +345,8 @@ def run_gateway(config: GatewayConfig, *,
     def outbox_workers(reactor: Any) -> list[IService]:
         services = [destination_service(d, pool, reactor) for d in config.destinations]
         if config.web_listen is not None:
-            services.append(web_service(config, pool, reactor))
+            services.append(web_service(config, pool, reactor,
+                                        [t for t in tables.values() if t is not None]))
         return services
 
     pool.start()

@@ -1,7 +1,8 @@
 """The HTTP site on the gateway's reactor: which path goes where.
 
 ``/healthz`` answers 200 while the process runs (no login; it says nothing
-else). ``/api/orders`` exists when ``[orders] api_token_file`` is set. Other
+else). ``/api/orders`` and ``/api/xml4`` exist when ``[orders]
+api_token_file`` is set (the HIS's token). Other
 paths are 404. Twisted's access log is off: request lines are not written
 anywhere (a query string could carry a barcode), and errors never show a
 traceback to the client.
@@ -43,12 +44,14 @@ class QuietSite(Site):
         """No access log (see the module docstring)."""
 
 
-def build_site(orders: Resource | None = None) -> Site:
-    """The resource tree: health always, the order API when configured."""
+def build_site(orders: Resource | None = None, xml4: Resource | None = None) -> Site:
+    """The resource tree: health always, the HIS's API (orders, XML4) when configured."""
     root = Folder()
     root.putChild(b"healthz", Health())
     api = Folder()
     root.putChild(b"api", api)
     if orders is not None:
         api.putChild(b"orders", orders)
+    if xml4 is not None:
+        api.putChild(b"xml4", xml4)
     return QuietSite(root)
