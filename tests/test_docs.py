@@ -35,5 +35,7 @@ def test_readme_configuration_example_loads(tmp_path: Path) -> None:
     assert example is not None
     path = tmp_path / "lis-gateway.toml"
     path.write_text(example.group(1))
+    for token in ("his-api.token", "his-orders.token"):  # the secrets it names
+        (tmp_path / token).write_text("a-token-of-at-least-16-chars\n")
     config = load_config(path)
     assert [link.name for link in config.links()] == ["chem1", "heme1"]
