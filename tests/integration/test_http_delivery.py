@@ -35,12 +35,10 @@ from .test_outbox_delivery import (
     WHEN,
     ScriptedReceiver,
     cli,
-    entries,
     order_port,
     send_order,
+    wait_until,
 )
-
-TIMEOUT = 60.0
 
 
 class ScriptedHttp:
@@ -128,17 +126,6 @@ def certificate(directory: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-def wait_for(url: str, done: Any, what: str) -> list[Any]:
-    deadline = time.monotonic() + TIMEOUT
-    got: list[Any] = []
-    while time.monotonic() < deadline:
-        got = entries(url)
-        if done(got):
-            return got
-        time.sleep(0.2)  # polling the database, not asserting on speed
-    raise AssertionError(f"{what} did not happen; outbox: {[e.to_dict() for e in got]}")
-
-
 def by_destination(got: list[Any], name: str) -> list[Any]:
     return [e for e in got if e.destination == name]
 
@@ -222,7 +209,7 @@ hospital = "BV_TEST"
         def settled(es: list[Any]) -> bool:
             return len(es) == 4 * n and all(e.state is not EntryState.PENDING for e in es)
 
-        got = wait_for(url, settled, "delivery to all four destinations")
+        got = wait_until(url, settled, "delivery to all four destinations")
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")
 
@@ -240,13 +227,13 @@ hospital = "BV_TEST"
     gateway = Gateway(config, log)
     try:
         gateway.port()
-        got = wait_for(url, lambda es: all(e.state is EntryState.DELIVERED for e in es),
+        got = wait_until(url, lambda es: all(e.state is EntryState.DELIVERED for e in es),
                        "delivery after the retry")
         # the lab doctor withdraws the glucose (a sample of another patient)
         cli(config, "user", "add", "dr_minh", "--roles", "doctor")
         cli(config, "retract", SAMPLE, "GLU", "--user", "dr_minh", "--reason",
             "mẫu của bệnh nhân khác")
-        got = wait_for(url, lambda es: len(es) == 4 * n + 4 and all(
+        got = wait_until(url, lambda es: len(es) == 4 * n + 4 and all(
             e.state is EntryState.DELIVERED for e in es), "delivery of the retractions")
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")
