@@ -10,19 +10,22 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import drivers
 from lis_gateway.config import SHIPPED_MAPPINGS
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
     from twisted.application.service import MultiService
     from twisted.internet.defer import Deferred
 
     from lis_gateway.config import GatewayConfig
+
+_T = TypeVar("_T")
 
 
 def _load_config(args: argparse.Namespace) -> GatewayConfig | None:
@@ -225,27 +228,38 @@ def cmd_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate (and approve) a sample's results as a user; one line per result."""
-
+def _as_user(args: argparse.Namespace, work: Callable[[Connection, GatewayConfig], _T]
+             ) -> tuple[int, _T | None]:
+    """Run one person's action in one transaction: (0, its result), or a status after
+    printing why not (configuration, store, unknown user or sample)."""
     from lis_gateway.store import repository
-    from lis_gateway.validation import UserRefusedError, validate_sample
+    from lis_gateway.validation import UserRefusedError
 
     config = _load_config(args)
     if config is None:
-        return 2
+        return 2, None
     engine = _open_store(config)
     if engine is None:
-        return 1
+        return 1, None
     try:
         with engine.begin() as conn:
-            outcomes = validate_sample(conn, args.sample, args.user, config.policy,
-                                       approve=args.approve, at=_now(), source=_source())
+            return 0, work(conn, config)
     except (UserRefusedError, repository.NotFoundError) as exc:
         print(f"refused: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         engine.dispose()
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate (and approve) a sample's results as a user; one line per result."""
+    from lis_gateway.validation import validate_sample
+
+    status, outcomes = _as_user(args, lambda conn, config: validate_sample(
+        conn, args.sample, args.user, config.policy, approve=args.approve, at=_now(),
+        source=_source()))
+    if outcomes is None:
+        return status
     for o in outcomes:
         if args.json:
             print(json.dumps({"result_id": o.result_id, "test": o.test,
@@ -262,24 +276,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_retract(args: argparse.Namespace) -> int:
     """Withdraw a released result as a lab doctor; the destinations are told to delete it."""
-    from lis_gateway.store import repository
-    from lis_gateway.validation import UserRefusedError, retract_result
+    from lis_gateway.validation import retract_result
 
-    config = _load_config(args)
-    if config is None:
-        return 2
-    engine = _open_store(config)
-    if engine is None:
-        return 1
-    try:
-        with engine.begin() as conn:
-            o = retract_result(conn, args.sample, args.test, args.user, args.reason,
-                               at=_now(), source=_source())
-    except (UserRefusedError, repository.NotFoundError) as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
+    status, o = _as_user(args, lambda conn, _config: retract_result(
+        conn, args.sample, args.test, args.user, args.reason, at=_now(), source=_source()))
+    if o is None:
+        return status
     if args.json:
         print(json.dumps({"result_id": o.result_id, "test": o.test, "before": o.before.value,
                           "after": o.after.value, "refused": o.refused}, ensure_ascii=False))

@@ -95,13 +95,13 @@ def make_channel(destination: DestinationSpec, reactor: Any, log: FilteringBound
         from lis_gateway.outbound.rest_json import interpret_response
         return HttpChannel(destination.url, _json_build(destination), interpret_response,
                            reactor, token=destination.token, timeout=destination.ack_timeout,
-                           tls=tls_policy(destination.ca_file), log=log)
+                           tls=tls_policy(destination.ca_file))
     if destination.type == "fhir":
         from lis_gateway.outbound.fhir import interpret_response as fhir_answer
         return HttpChannel(destination.url, _fhir_build(destination), fhir_answer, reactor,
                            content_type="application/fhir+json", token=destination.token,
                            timeout=destination.ack_timeout,
-                           tls=tls_policy(destination.ca_file), log=log)
+                           tls=tls_policy(destination.ca_file))
     if destination.type == "file":
         builds = {"hl7": _hl7_build, "json": _json_build, "fhir": _fhir_build}
         extension = "hl7" if destination.format == "hl7" else "json"

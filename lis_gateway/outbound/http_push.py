@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 import treq
-from structlog.typing import FilteringBoundLogger
 from treq.client import HTTPClient
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -90,7 +89,6 @@ class HttpChannel(Service):
         token: bearer token ("" for none).
         timeout: seconds for a complete answer.
         tls: the HTTPS trust policy.
-        log: a logger bound to the destination.
         agent: makes the requests (default: a keep-alive Agent on ``reactor``;
             tests pass an in-memory one).
     """
@@ -99,13 +97,11 @@ class HttpChannel(Service):
                  reactor: Any, *, content_type: str = "application/json",
                  token: str = "", timeout: float = HTTP_TIMEOUT,
                  tls: IPolicyForHTTPS | None = None,
-                 log: FilteringBoundLogger | None = None,
                  agent: IAgent | None = None) -> None:
         self.url, self.build, self._interpret = url, build, interpret
-        self._reactor, self._clock = reactor, reactor
+        self._reactor = reactor
         self._content_type, self._token, self.timeout = content_type, token, timeout
         self._tls = tls if tls is not None else BrowserLikePolicyForHTTPS()
-        self._log = log
         self._pool: HTTPConnectionPool | None = None
         self._http: HTTPClient | None = None
         self._agent = agent
@@ -160,7 +156,7 @@ class HttpChannel(Service):
             timed_out = True
             request.cancel()
 
-        timer: Any = self._clock.callLater(self.timeout, expire)
+        timer: Any = self._reactor.callLater(self.timeout, expire)
 
         def failed(failure: Failure) -> DeliveryReport:
             if timed_out:  # however the cancelled request failed

@@ -51,6 +51,14 @@ def answer(request: Request, status: int, document: dict[str, Any]) -> bytes:
     return body
 
 
+def finish(request: Request, body: bytes) -> None:
+    """Write a deferred answer and finish, unless the client hung up meanwhile."""
+    if request.channel is None:  # gone; what was stored stays stored
+        return
+    request.write(body)
+    request.finish()
+
+
 def bearer_ok(request: Request, token: str) -> bool:
     """The request carries ``Authorization: Bearer <token>`` (constant-time compare)."""
     got: bytes = request.getHeader(b"authorization") or b""
@@ -110,20 +118,13 @@ class OrdersResource(Resource):
                 body = answer(request, 422, {"accepted": False,
                                              "order_message_id": result.message_id,
                                              "problems": list(result.problems)})
-            self._finish(request, body)
+            finish(request, body)
 
         def failed(failure: Failure) -> None:
             self._log.error("orders-not-stored", kind=failure.type.__name__
                             if failure.type else "")
-            self._finish(request, answer(request, 503, {
+            finish(request, answer(request, 503, {
                 "error": "the order could not be stored; send it again"}))
 
         d.addCallbacks(stored, failed)
         return NOT_DONE_YET
-
-    @staticmethod
-    def _finish(request: Request, body: bytes) -> None:
-        if request.channel is None:  # the HIS hung up; the order is stored all the same
-            return
-        request.write(body)
-        request.finish()

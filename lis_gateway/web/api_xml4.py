@@ -25,7 +25,7 @@ from lis_gateway.export.xml4 import render
 from lis_gateway.export.xml4_build import Indicators, Xml4Export, build
 from lis_gateway.ingest import RunsWork
 from lis_gateway.store.xml4_rows import released_rows
-from lis_gateway.web.api_orders import answer, bearer_ok
+from lis_gateway.web.api_orders import answer, bearer_ok, finish
 
 
 def _arg(request: Request, name: str) -> str:
@@ -85,15 +85,11 @@ class Xml4Resource(Resource):
                 body = render(b.row for b in export.rows)
                 request.setResponseCode(200)
                 request.setHeader(b"Content-Type", b"application/xml; charset=utf-8")
-            if request.channel is not None:
-                request.write(body)
-                request.finish()
+            finish(request, body)
 
         def failed(failure: Failure) -> None:
             self._log.error("xml4-failed", kind=failure.type.__name__ if failure.type else "")
-            if request.channel is not None:
-                request.write(answer(request, 503, {"error": "the store could not be read"}))
-                request.finish()
+            finish(request, answer(request, 503, {"error": "the store could not be read"}))
 
         d.addCallbacks(built, failed)
         return NOT_DONE_YET

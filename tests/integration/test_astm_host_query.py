@@ -72,6 +72,17 @@ def ask(write: Callable[[bytes], None], read: Callable[[float], bytes | None],
     raise AssertionError("no reply within the timeout")
 
 
+def tcp_reader(sock: socket.socket) -> Callable[[float], bytes | None]:
+    """``read(wait)`` for :func:`ask` over a socket: None when nothing came in time."""
+    def read(wait: float) -> bytes | None:
+        sock.settimeout(wait)
+        try:
+            return sock.recv(4096)
+        except TimeoutError:
+            return None
+    return read
+
+
 def config_for(tmp_path: Path, device: str) -> Path:
     (tmp_path / "maps").mkdir()
     (tmp_path / "maps" / "generic-astm.csv").write_text(MAPPING, encoding="utf-8")
@@ -111,15 +122,8 @@ def test_host_queries_are_answered_over_tcp_and_serial(tmp_path: Path) -> None:
         ack = send_order(order_port(log), ORDER)
         assert str(ack.segment("MSA")[1]) == "AA"
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            def read_tcp(wait: float) -> bytes | None:
-                sock.settimeout(wait)
-                try:
-                    return sock.recv(4096)
-                except TimeoutError:
-                    return None
-
-            found = ask(sock.sendall, read_tcp, "CD0007")
-            unknown = ask(sock.sendall, read_tcp, "NOPE")
+            found = ask(sock.sendall, tcp_reader(sock), "CD0007")
+            unknown = ask(sock.sendall, tcp_reader(sock), "NOPE")
         assert [re.sub(r"\d{14}", "<now>", line) for line in found] == [
             "H|\\^&|||LIS-GATEWAY|||||||P|LIS2-A2|<now>",
             "P|1|BN0007|||Nguyen^An||19800102|M",

@@ -21,7 +21,7 @@ from typing import Any
 import hl7
 import pytest
 
-from .test_astm_host_query import MAPPING, ask
+from .test_astm_host_query import MAPPING, ask, tcp_reader
 from .test_crash import Gateway
 
 TOKEN = "his-orders-token-0123456789"
@@ -131,13 +131,7 @@ listen = "127.0.0.1:0"
             assert (health.status, health.read()) == (200, b"ok\n")
 
         with socket.create_connection(("127.0.0.1", astm_port), timeout=5) as sock:
-            def read(wait: float) -> bytes | None:
-                sock.settimeout(wait)
-                try:
-                    return sock.recv(4096)
-                except TimeoutError:
-                    return None
-
+            read = tcp_reader(sock)
             found = ask(sock.sendall, read, "CD0009")
             assert [re.sub(r"\d{14}", "<now>", line) for line in found] == [
                 "H|\\^&|||LIS-GATEWAY|||||||P|LIS2-A2|<now>",
