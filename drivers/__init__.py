@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ._context import Hl7ResultContext, ResultContext, ResultRole
+from ._context import AnalyzerPatient, Hl7ResultContext, ResultContext, ResultRole
 from ._spec import (
     DEFAULT_FLAG_MAP,
     DriverSpec,
@@ -54,6 +54,6 @@ def get(name: str) -> DriverSpec:
         raise KeyError(f"unknown driver {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
 
 
-__all__ = ["DEFAULT_FLAG_MAP", "REGISTRY", "DriverSpec", "Framing", "Hl7ResultContext",
-           "Protocol", "QueryStyle", "ResultContext", "ResultRole", "SerialDefaults", "TcpRole",
-           "get"]
+__all__ = ["DEFAULT_FLAG_MAP", "REGISTRY", "AnalyzerPatient", "DriverSpec", "Framing",
+           "Hl7ResultContext", "Protocol", "QueryStyle", "ResultContext", "ResultRole",
+           "SerialDefaults", "TcpRole", "get"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._context import ResultContext
+from ._context import AnalyzerPatient, ResultContext
 
 
 def first_component(raw: str, ctx: ResultContext) -> str:
@@ -90,3 +90,24 @@ def completed_at(ctx: ResultContext) -> str:
 def completed_or_started_at(ctx: ResultContext) -> str:
     """R-13, else R-12: analyzers that fill only "started" (cobas c 311, Atellica DM)."""
     return ctx.result.completed_at or ctx.result.started_at
+
+
+def _sex(code: str) -> str:
+    code = code.strip().upper()[:1]
+    return code if code in ("M", "F") else "U" if code else ""
+
+
+def patient(ctx: ResultContext) -> AnalyzerPatient | None:
+    """The P record before the result: P-3 (else P-4, P-5), P-6 last^first^middle, P-8, P-9."""
+    rec = ctx.patient
+    if rec is None:
+        return None
+    d = ctx.delimiters
+    pid = next((first_component(f, ctx) for f in (rec.practice_patient_id,
+                rec.laboratory_patient_id, rec.patient_id_3) if first_component(f, ctx)), "")
+    name = [c.strip() for c in d.components(rec.name)] + ["", "", ""]
+    found = AnalyzerPatient(patient_id=pid, family_name=name[0], given_name=name[1],
+                            middle_name=name[2],
+                            birth_date=first_component(rec.birthdate, ctx),
+                            sex=_sex(d.text(rec.sex)))
+    return found or None

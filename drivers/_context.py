@@ -21,6 +21,26 @@ class ResultRole(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyzerPatient:
+    """The patient as the analyzer's own record gives it (ASTM P, HL7 PID).
+
+    Patient data: stored, never logged. Only used for analyzers configured
+    ``unsolicited = true``; the name is kept as the analyzer wrote it (a name
+    typed into one field is not split into family and given names).
+    """
+
+    patient_id: str = ""  #: P-3 (else P-4, P-5); PID-3 CX.1 (else PID-2)
+    family_name: str = ""
+    given_name: str = ""
+    middle_name: str = ""
+    birth_date: str = ""  #: as sent (YYYYMMDD...)
+    sex: str = ""  #: M, F or U (anything else is U)
+
+    def __bool__(self) -> bool:
+        return bool(self.patient_id or self.family_name or self.given_name)
+
+
+@dataclass(frozen=True, slots=True)
 class ResultContext:
     """An ASTM R record with the P and O records it belongs to and the C records after it."""
 

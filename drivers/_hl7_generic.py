@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lis_gateway.hl7.message import Hl7Message, Segment
 
-from ._context import Hl7ResultContext, ResultRole
+from ._context import AnalyzerPatient, Hl7ResultContext, ResultRole
 
 
 def first_obr_field(ctx: Hl7ResultContext, *numbers: int) -> str:
@@ -73,3 +73,23 @@ def calibrators_ignored(ctx: Hl7ResultContext) -> ResultRole:
     if specimen_role(ctx.spm, ctx.message) == "C":
         return ResultRole.IGNORED
     return ResultRole.REPORTABLE
+
+
+def patient(ctx: Hl7ResultContext) -> AnalyzerPatient | None:
+    """The PID before the OBX: PID-3 first CX.1 (else PID-2), PID-5, PID-7, PID-8."""
+    pid = ctx.pid
+    if pid is None:
+        return None
+    d = ctx.message.delimiters
+    ident = next((d.component_at(rep, 1).strip() for rep in d.repeats(pid[3])
+                  if d.component_at(rep, 1).strip()), "") or d.component_at(pid[2], 1).strip()
+    name = d.repeats(pid[5])
+    first = name[0] if name else ""
+    sex = d.text(pid[8]).strip().upper()[:1]
+    found = AnalyzerPatient(
+        patient_id=ident, family_name=d.component_at(first, 1).strip(),
+        given_name=d.component_at(first, 2).strip(),
+        middle_name=d.component_at(first, 3).strip(),
+        birth_date=d.component_at(pid[7], 1).strip(),
+        sex=sex if sex in ("M", "F") else "U" if sex else "")
+    return found or None

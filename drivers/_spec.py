@@ -16,7 +16,7 @@ from lis_gateway.astm.frames import ChecksumMode
 from lis_gateway.astm.link import LinkConfig
 
 from . import _astm_generic, _hl7_generic
-from ._context import Hl7ResultContext, ResultContext, ResultRole
+from ._context import AnalyzerPatient, Hl7ResultContext, ResultContext, ResultRole
 
 
 class QueryStyle(enum.Enum):
@@ -143,6 +143,8 @@ class DriverSpec:
     hl7_test_code: Callable[[Hl7ResultContext], str] = _hl7_generic.test_code
     hl7_is_result: Callable[[Hl7ResultContext], bool] = _hl7_generic.is_result
     hl7_completed_at: Callable[[Hl7ResultContext], str] = _hl7_generic.completed_at
+    patient: Callable[[ResultContext], AnalyzerPatient | None] = _astm_generic.patient
+    hl7_patient: Callable[[Hl7ResultContext], AnalyzerPatient | None] = _hl7_generic.patient
     hl7_encoding: str | None = None
     hl7_default_encoding: str = "utf-8"
     hl7_always_ack: bool = True

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 from lis_gateway.astm.assembler import AstmMessage
 from lis_gateway.astm.records import CommentRecord, OrderRecord, PatientRecord, ResultRecord
 from lis_gateway.hl7.message import Hl7Message
 
-from ._context import Hl7ResultContext, ResultContext, ResultRole
+from ._context import AnalyzerPatient, Hl7ResultContext, ResultContext, ResultRole
 from ._spec import DriverSpec
 
 
@@ -17,7 +17,10 @@ class ResultRow:
     """One result as the analyzer reported it (before any mapping).
 
     ``value`` is R-4 as sent with escapes decoded (``1.08^`` stays so);
-    ``flags`` are the non-empty repeats of R-7.
+    ``flags`` are the non-empty repeats of R-7. ``patient`` is the analyzer's
+    own patient record around the result (patient data: left out of
+    :meth:`to_dict`, ``repr`` and comparisons; the store uses it only for
+    analyzers configured ``unsolicited = true``).
     """
 
     sample_id: str
@@ -32,10 +35,12 @@ class ResultRow:
     record_index: int
     role: ResultRole = ResultRole.REPORTABLE
     qc: bool = False
+    patient: AnalyzerPatient | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dictionary (flags as a list)."""
-        d = asdict(self)
+        """A JSON-ready dictionary (flags as a list; no patient data)."""
+        d: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)
+                                if f.name != "patient"}
         d["flags"] = list(self.flags)
         d["role"] = self.role.value
         return d
@@ -74,6 +79,7 @@ def extract_results(message: AstmMessage, spec: DriverSpec) -> list[ResultRow]:
                 record_index=index,
                 role=spec.result_role(ctx),
                 qc=qc,
+                patient=spec.patient(ctx),
             ))
     return rows
 
@@ -112,5 +118,6 @@ def extract_hl7_results(message: Hl7Message, spec: DriverSpec) -> list[ResultRow
                 record_index=index,
                 role=spec.hl7_result_role(ctx),
                 qc=qc,
+                patient=spec.hl7_patient(ctx),
             ))
     return rows

@@ -18,7 +18,7 @@ No SQL here: the work functions only call :mod:`lis_gateway.store.repository`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from structlog.typing import FilteringBoundLogger
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from drivers import DriverSpec
+from drivers import AnalyzerPatient, DriverSpec
 from drivers.extract import ResultRow, extract_hl7_results, extract_results
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.events import AbortReason
@@ -40,6 +40,7 @@ from lis_gateway.hl7.message import Hl7Message
 from lis_gateway.mapping import MappingTable, load_table
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.store import repository
+from lis_gateway.store.patients import adopt_analyzer_patient
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -74,13 +75,26 @@ def normalize_rows(rows: Sequence[ResultRow], spec: DriverSpec, table: MappingTa
     return [result for _number, result in normalize_report(report, spec, table)]
 
 
+def analyzer_patients(rows: Sequence[ResultRow]) -> dict[str, AnalyzerPatient]:
+    """The analyzer's own patient record of each barcode (the first one; QC left out)."""
+    found: dict[str, AnalyzerPatient] = {}
+    for row in rows:
+        if row.patient and not row.qc and row.sample_id:
+            found.setdefault(row.sample_id, row.patient)
+    return found
+
+
 def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol: str,
                        raw: bytes, received_at: datetime,
                        results: Sequence[NormalizedResult],
                        autoverification: Autoverification | None = None,
-                       problems: Sequence[str] = ()) -> repository.StoredMessage:
+                       problems: Sequence[str] = (),
+                       analyzer_patients: Mapping[str, AnalyzerPatient] | None = None
+                       ) -> repository.StoredMessage:
     """Make sure the analyzer exists and store one message with its results (one transaction).
 
+    ``analyzer_patients`` (an ``unsolicited`` analyzer's own patient records, by
+    barcode): a sample with no patient yet takes its one, marked as such.
     With ``autoverification``, each new result is judged in the same transaction
     (rule outcomes and a HOLD or AUTOVERIFY transition); without, it stays RECEIVED.
     """
@@ -88,6 +102,9 @@ def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol
     stored = repository.store_message(conn, analyzer_id=known.id, protocol=protocol, raw=raw,
                                       received_at=received_at, results=results,
                                       problems=problems)
+    if not stored.repeat:
+        for accession, patient in (analyzer_patients or {}).items():
+            adopt_analyzer_patient(conn, accession, analyzer, patient, received_at)
     if autoverification is not None:
         for result_id, index in zip(stored.new_result_ids, stored.new_result_index,
                                     strict=True):
@@ -123,14 +140,18 @@ class StoreSink:
         autoverification: judge each new result in the storing transaction (its rules
             and policy; the table and driver are this link's); None leaves results
             RECEIVED (the lifecycle is not wired).
+        adopt_patients: the analyzer is ``unsolicited``: a sample with no patient
+            takes the one from the analyzer's own record (marked as such).
     """
 
     def __init__(self, name: str, driver: DriverSpec, transport: str,
                  table: MappingTable | None, pool: RunsWork, *,
                  utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
                  log: FilteringBoundLogger | None = None,
-                 autoverification: Autoverification | None = None) -> None:
+                 autoverification: Autoverification | None = None,
+                 adopt_patients: bool = False) -> None:
         self.name = name
+        self._adopt_patients = adopt_patients
         self._autoverification = None if autoverification is None else replace(
             autoverification, table=table, driver=driver.name)
         self._driver = driver
@@ -149,10 +170,12 @@ class StoreSink:
         else:
             rows, protocol = extract_results(msg, self._driver), "astm"
         results = normalize_rows(rows, self._driver, self._table)
+        patients = analyzer_patients(rows) if self._adopt_patients else None
         d = self._pool.run(store_for_analyzer, analyzer=self.name, family=self._driver.name,
                            protocol=protocol, raw=msg.raw, received_at=self._utcnow(),
                            results=results, autoverification=self._autoverification,
-                           problems=[str(p) for p in msg.problems])
+                           problems=[str(p) for p in msg.problems],
+                           analyzer_patients=patients)
         d.addCallback(self._stored, len(msg.raw))
         return cast("Deferred[object]", d)
 

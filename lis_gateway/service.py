@@ -330,7 +330,8 @@ def run_gateway(config: GatewayConfig, *,
         needs_order = has_orders and not link.unsolicited
         return StoreSink(link.name, link.driver, link.transport,
                          tables[link.driver.table_name], pool,
-                         autoverification=replace(judging, require_order=needs_order))
+                         autoverification=replace(judging, require_order=needs_order),
+                         adopt_patients=link.unsolicited)
 
     def recorder_for(link: LinkSpec, session: str) -> Recorder:
         return StoreRecorder(link.name, link.driver.name, link.transport, pool, reactor,

@@ -76,6 +76,9 @@ IDENTIFIER_TYPES: dict[str, str] = {
     "national": "NNVNM",
     # HC "Health Card Number": the number printed on the BHYT card.
     "insurance": "HC",
+    # PT "Patient external identifier": an ID the hospital did not assign, here
+    # the one typed into an analyzer (``unsolicited``), its CX.4 the analyzer.
+    "analyzer": "PT",
 }
 
 #: Default CX.4 of the CCCD: the Ministry of Public Security (Bo Cong an) issues it.
@@ -103,6 +106,10 @@ class PatientIdentity:
     sex: Sex = Sex.UNKNOWN  #: PID-8
     national_authority: HierarchicDesignator = NATIONAL_ID_AUTHORITY  #: CX.4 of national_id
     insurance_authority: HierarchicDesignator = INSURANCE_AUTHORITY  #: CX.4 of insurance_card
+    #: PID-3 rep, CX.5 "PT": the patient ID typed into an analyzer (no HIS order)
+    analyzer_patient_id: str = ""
+    #: CX.4 of ``analyzer_patient_id``: the analyzer, so no one takes it for the HIS's ID
+    analyzer: HierarchicDesignator | None = None
 
     @property
     def display_name(self) -> str:
@@ -156,6 +163,12 @@ def patient_identifiers(patient: PatientIdentity) -> str:
     if patient.insurance_card:
         reps.append(_cx(patient.insurance_card, patient.insurance_authority,
                         IDENTIFIER_TYPES["insurance"]))
+    if patient.analyzer_patient_id:
+        if patient.analyzer is None or not patient.analyzer.namespace:
+            raise BuildError("an analyzer's patient ID needs the analyzer as assigning "
+                             "authority")
+        reps.append(_cx(patient.analyzer_patient_id, patient.analyzer,
+                        IDENTIFIER_TYPES["analyzer"]))
     if not reps:
         raise BuildError("the patient needs a hospital ID, a national ID or an insurance card "
                          "number")

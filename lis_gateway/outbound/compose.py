@@ -68,6 +68,8 @@ def compose_oru(item: OutboundResult, route: MessageRoute, now: datetime,
     """The ORU^R01 v2.5.1 for one outbox entry (UTF-8, no MLLP framing).
 
     ``hospital`` is the assigning authority of hospital patient IDs (PID-3 CX.4).
+    A patient taken from an analyzer's own record (``unsolicited``) is sent as
+    that analyzer's ID: PID-3 CX.5 ``PT`` with the analyzer's name as CX.4.
 
     Raises:
         BuildError: the result cannot make a correct message; the text says why.
@@ -93,7 +95,12 @@ def compose_oru(item: OutboundResult, route: MessageRoute, now: datetime,
     placer = EntityIdentifier(item.placer_order) if item.placer_order else None
     order = Order(filler_order_number=EntityIdentifier(item.accession), service=code,
                   status=report, observations=(observation,), placer_order_number=placer)
-    patient = PatientIdentity(hospital_id=item.hospital_id, hospital=hospital,
+    from_analyzer = bool(item.patient_analyzer)
+    patient = PatientIdentity(hospital_id="" if from_analyzer else item.hospital_id,
+                              hospital=hospital,
+                              analyzer_patient_id=item.hospital_id if from_analyzer else "",
+                              analyzer=(HierarchicDesignator(item.patient_analyzer)
+                                        if from_analyzer else None),
                               national_id=item.national_id, family_name=item.family_name,
                               middle_name=item.middle_name, given_name=item.given_name,
                               birth_date=item.birth_date,

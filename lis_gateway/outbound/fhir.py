@@ -269,7 +269,14 @@ def _reference(kind: str, system: str, value: str, display: str = "") -> Json:
 
 def _patient_identifiers(item: OutboundResult, identity: FhirIdentity) -> list[Json]:
     ids: list[Json] = []
-    if item.hospital_id:
+    if item.patient_analyzer and item.hospital_id:
+        # typed into the analyzer (no HIS order): its own system, type PT (external)
+        ids.append({"system": f"{identity.device_system}:{item.patient_analyzer}:patient",
+                    "value": item.hospital_id,
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                         "code": "PT"}],
+                             "text": f"patient ID from analyzer {item.patient_analyzer}"}})
+    elif item.hospital_id:
         ids.append({"system": identity.hospital_patient_system, "value": item.hospital_id})
     if item.national_id:
         if len(item.national_id) != 12 or not item.national_id.isdigit():

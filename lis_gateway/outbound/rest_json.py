@@ -54,12 +54,20 @@ def _patient_name(item: OutboundResult) -> str:
     return " ".join(p for p in (item.family_name, item.middle_name, item.given_name) if p)
 
 
+def _patient_source(item: OutboundResult) -> str:
+    if item.patient_analyzer:
+        return "analyzer"  # from the analyzer's own record (unsolicited)
+    return "his" if item.hospital_id or item.national_id or item.insurance_card else ""
+
+
 #: Every field a template may use, with how it is read from an outbox entry.
 FIELDS: Mapping[str, Callable[[OutboundResult], Value]] = {
     "control_id": lambda i: i.control_id,
     "accession": lambda i: i.accession,
     "placer_order": lambda i: i.placer_order,
-    "hospital_id": lambda i: i.hospital_id,
+    "hospital_id": lambda i: "" if i.patient_analyzer else i.hospital_id,
+    "analyzer_patient_id": lambda i: i.hospital_id if i.patient_analyzer else "",
+    "patient_source": _patient_source,
     "national_id": lambda i: i.national_id,
     "insurance_card": lambda i: i.insurance_card,
     "patient_name": _patient_name,
@@ -96,7 +104,8 @@ DEFAULT_TEMPLATE = """{
   "sample": "{{accession}}",
   "order": "{{placer_order}}",
   "patient": {"hospital_id": "{{hospital_id}}", "national_id": "{{national_id}}",
-              "insurance_card": "{{insurance_card}}"},
+              "insurance_card": "{{insurance_card}}", "source": "{{patient_source}}",
+              "analyzer_patient_id": "{{analyzer_patient_id}}"},
   "test": {"code": "{{code}}", "loinc": "{{loinc}}", "analyzer_code": "{{analyzer_code}}"},
   "value": "{{value}}",
   "number": "{{number}}",

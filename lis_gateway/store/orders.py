@@ -21,6 +21,7 @@ from lis_gateway.hl7.orders_in import IncomingOrder, OrderControl, OrderMessage,
 from lis_gateway.store import schema as s
 from lis_gateway.store._common import as_utc, canonical_json, primary_key, require_aware
 from lis_gateway.store.audit import append_audit
+from lis_gateway.store.patients import ANALYZER, ANALYZER_FIELDS
 from lis_gateway.store.repository import ensure_sample
 
 ORDERED, CANCELLED = "ordered", "cancelled"
@@ -76,15 +77,26 @@ def store_order_message(conn: Connection, *, raw: bytes, control_id: str,
 def _sample_with_patient(conn: Connection, barcode: str, patient: OrderPatient,
                          at: datetime) -> int:
     sample_id = ensure_sample(conn, barcode, at)
-    given = {k: v for k, v in (
+    given: dict[str, object] = {k: v for k, v in (
         ("hospital_id", patient.hospital_id), ("national_id", patient.national_id),
         ("insurance_card", patient.insurance_card), ("family_name", patient.family_name),
         ("middle_name", patient.middle_name), ("given_name", patient.given_name),
         ("birth_date", patient.birth_date), ("sex", patient.sex),
         ("visit_number", patient.visit_number)) if v}
     row = conn.execute(select(s.samples).where(s.samples.c.id == sample_id)).one()
-    changed = sorted(k for k, v in given.items()
-                     if getattr(row, k) not in (None, "") and getattr(row, k) != v)
+    if row.patient_source == ANALYZER:
+        # the analyzer's record was a stand-in: the HIS's patient replaces all of it
+        cleared: dict[str, object] = {"hospital_id": None, "birth_date": None}
+        cleared.update({k: "" for k in ANALYZER_FIELDS if k not in cleared})
+        given = {**cleared, **given}
+        append_audit(conn, actor="his", action="sample.patient-replaced",
+                     target=f"sample:{barcode}",
+                     detail={"was": ANALYZER, "analyzer": row.patient_analyzer},
+                     source="orders", at=at)
+        changed = []
+    else:
+        changed = sorted(k for k, v in given.items()
+                         if getattr(row, k) not in (None, "") and getattr(row, k) != v)
     conn.execute(update(s.samples).where(s.samples.c.id == sample_id).values(
         patient_source="his", **given))
     if changed:  # which fields, not their values: the audit log holds no patient data

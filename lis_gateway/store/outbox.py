@@ -25,6 +25,7 @@ from lis_gateway.store import schema as s
 from lis_gateway.store._common import NotFoundError, StoreError, as_utc, require_aware
 from lis_gateway.store.audit import append_audit
 from lis_gateway.store.orders import ORDERED
+from lis_gateway.store.patients import ANALYZER
 from lis_gateway.store.repository import ResultContent, result_versions
 
 #: Entry kinds: the version itself, or the order to delete it after a retraction.
@@ -77,7 +78,8 @@ class OutboundResult:
         content: the version's content.
         corrected: the version supersedes an earlier one.
         hospital_id, national_id, insurance_card: the sample's patient identifiers.
-        family_name, middle_name, given_name, birth_date, sex: from the HIS order.
+        family_name, middle_name, given_name, birth_date, sex: from the HIS order
+            (or the analyzer's record: see ``patient_analyzer``).
         responsible: username of the person who released it ("" for a rule).
         responsible_name: that person's display name.
     """
@@ -101,6 +103,9 @@ class OutboundResult:
     placer_order: str = ""  #: the HIS's order number for this test (ORC-2/OBR-2)
     #: The control ID of the entry this one retracts ("" for a result entry).
     retracts: str = ""
+    #: The analyzer whose own patient record gave the patient ("" when the HIS
+    #: did): ``hospital_id`` is then that analyzer's patient ID, not the HIS's.
+    patient_analyzer: str = ""
 
     @property
     def retracted(self) -> bool:
@@ -344,4 +349,5 @@ def payload(conn: Connection, entry_id: int) -> OutboundResult:
         given_name=who.given_name, birth_date=who.birth_date, sex=who.sex,
         placer_order=_placer(conn, who.id, version.content.code),
         retracts=(control_id_for(entry.result_version_id) if entry.kind == RETRACTION
-                  else ""))
+                  else ""),
+        patient_analyzer=who.patient_analyzer if who.patient_source == ANALYZER else "")

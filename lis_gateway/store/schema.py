@@ -29,6 +29,9 @@ What is kept and why it looks the way it does:
   its stable MSH-10, attempts, next attempt time and the destination's last
   answer; entries are only ever added, their state moves
   pending -> delivered, or pending -> dead -> pending when a person retries.
+* ``downloads``: work pushed to analyzers that take it (``order_download``):
+  a sample's new or cancelled orders, a rerun request; pending until the
+  analyzer acknowledged the whole message, then sent (or not-sent with why).
 """
 
 from __future__ import annotations
@@ -132,8 +135,11 @@ samples = Table(
     Column("birth_date", Date, nullable=True),
     Column("sex", String(1), nullable=False, server_default=""),
     Column("visit_number", String(100), nullable=False, server_default=""),
-    #: "" (no order yet), "his" (an order arrived)
+    #: "" (no order yet), "his" (an order arrived), "analyzer" (from the analyzer's
+    #: own patient record: ``unsolicited = true``; an HIS order replaces it)
     Column("patient_source", String(10), nullable=False, server_default=""),
+    #: the analyzer whose patient record filled the patient ("analyzer" source only)
+    Column("patient_analyzer", String(100), nullable=False, server_default=""),
 )
 
 orders = Table(
@@ -287,6 +293,22 @@ outbox = Table(
     Column("kind", String(12), nullable=False, server_default="result"),
     UniqueConstraint("result_version_id", "destination", "kind"),
     Index("ix_outbox_destination_state", "destination", "state"),
+)
+
+downloads = Table(
+    "downloads", metadata,
+    Column("id", Integer, primary_key=True),  #: also the sending order
+    Column("analyzer", String(100), nullable=False),  #: the configured link name
+    Column("accession", String(100), nullable=False),
+    Column("action", String(10), nullable=False),  #: new, cancel, rerun
+    Column("test_code", String(100), nullable=False, server_default=""),  #: rerun: local code
+    Column("state", String(12), nullable=False),  #: pending, sent, not-sent
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("payload", LargeBinary, nullable=True),  #: the E1394 text last sent
+    _ts("created_at"),
+    _ts("updated_at"),
+    Index("ix_downloads_analyzer_state", "analyzer", "state"),
 )
 
 audit_log = Table(

@@ -69,7 +69,9 @@ def with_content(**changes: Any) -> OutboundResult:
     with_content(value_raw="Dương tính", number=None, unit_ucum="", unit_raw=""),
     with_content(value_raw="1:128", number=None, unit_ucum="", unit_raw=""),
     with_content(value_raw="10-20", number=None),
-], ids=["final", "corrected", "minimal", "comparator", "text", "ratio", "range"])
+    dataclasses.replace(ITEM, hospital_id="P-77", national_id="", patient_analyzer="xn1"),
+], ids=["final", "corrected", "minimal", "comparator", "text", "ratio", "range",
+       "analyzer-patient"])
 def test_bundle_validates_against_the_fhir_models(item: OutboundResult) -> None:
     """The Bundle and each resource in it parse as FHIR R4B models (no extra or wrong fields)."""
     data, bundle = compose(item)
@@ -383,3 +385,17 @@ def test_a_retraction_marks_the_earlier_resources_entered_in_error() -> None:
     assert observation["resource"]["identifier"] == [
         {"system": "https://bv.example/fhir/sid/lis-result", "value": "LG17"}]
     assert [e["request"]["method"] for e in bundle["entry"][:2]] == ["POST", "POST"]
+
+
+def test_a_patient_from_the_analyzer_has_its_own_identifier_system() -> None:
+    """unsolicited: the analyzer's patient ID is type PT in the analyzer's system, never the
+    hospital's, and the conditional create looks it up there."""
+    item = dataclasses.replace(ITEM, hospital_id="P-77", national_id="", patient_analyzer="xn1")
+    _, bundle = compose(item)
+    patient = bundle["entry"][0]["resource"]
+    ident = patient["identifier"][0]
+    assert ident["value"] == "P-77" and ident["system"].endswith(":xn1:patient")
+    assert "P-77" not in [i["value"] for i in patient["identifier"][1:]]
+    assert ident["type"]["coding"][0]["code"] == "PT"
+    assert bundle["entry"][0]["request"]["ifNoneExist"] == (
+        "identifier=" + ident["system"] + "|P-77")

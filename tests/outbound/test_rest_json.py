@@ -33,7 +33,8 @@ def test_the_default_body_carries_the_result_with_exact_numbers() -> None:
     assert doc["number"] == Decimal("5.40") and doc["value"] == "5.40"
     assert doc["flags"] == ["N"] and doc["status"] == "F"
     assert doc["patient"] == {"hospital_id": "H42", "national_id": "079000000001",
-                              "insurance_card": ""}
+                              "insurance_card": "", "source": "his",
+                              "analyzer_patient_id": ""}
     assert doc["test"] == {"code": "GLU", "loinc": "2345-7", "analyzer_code": "GLU"}
     assert doc["result_time"] == "2026-11-01T08:00:00+00:00"
     assert doc["released_by"] == "dr_minh" and doc["order"] == "CD0001"
@@ -119,3 +120,12 @@ def test_a_retraction_says_status_d_and_what_it_retracts() -> None:
         dataclasses.replace(ITEM, control_id="LG17X", retracts="LG17")))
     assert doc == {"s": "D", "r": True, "of": "LG17"}
     assert json.loads(DEFAULT.render(ITEM))["retracts"] == ""
+
+
+def test_a_patient_from_the_analyzer_is_not_sent_as_the_hospital_id() -> None:
+    """unsolicited: the analyzer's patient ID has its own field and the source says so."""
+    item = dataclasses.replace(ITEM, hospital_id="P-77", national_id="",
+                               patient_analyzer="xn1")
+    doc = json.loads(DEFAULT.render(item))
+    assert doc["patient"] == {"hospital_id": "", "national_id": "", "insurance_card": "",
+                              "source": "analyzer", "analyzer_patient_id": "P-77"}

@@ -56,8 +56,11 @@ def test_0008_keeps_outbox_entries_as_results_and_allows_a_retraction(db_url: st
 
     engine = make_engine(db_url)
     try:
-        migrate(db_url, "0007", engine=engine)
-        ingest(engine, [result(sample="S1", value="5.0")])
+        migrate(db_url, engine=engine)
+        ingest(engine, [result(sample="S1", value="5.0")])  # today's schema writes it...
+        config = alembic_config(db_url)
+        config.attributes["engine"] = engine
+        command.downgrade(config, "0007")  # ...and the outbox entry is made at 0007
         with engine.begin() as conn:
             version_id = conn.execute(select(s.result_versions.c.id)).scalar_one()
             sample_id = conn.execute(select(s.samples.c.id)).scalar_one()
@@ -77,8 +80,6 @@ def test_0008_keeps_outbox_entries_as_results_and_allows_a_retraction(db_url: st
             raise AssertionError("a second retraction entry was accepted")
         except IntegrityError:
             pass
-        config = alembic_config(db_url)
-        config.attributes["engine"] = engine
         command.downgrade(config, "0007")
         assert "kind" not in {c["name"] for c in inspect(engine).get_columns("outbox")}
         with engine.begin() as conn:
@@ -87,5 +88,30 @@ def test_0008_keeps_outbox_entries_as_results_and_allows_a_retraction(db_url: st
         migrate(db_url, engine=engine)
         with engine.begin() as conn:
             assert conn.execute(select(s.outbox.c.kind)).scalars().all() == ["result"]
+    finally:
+        engine.dispose()
+
+
+def test_0009_adds_downloads_and_the_patient_analyzer_and_takes_them_back(db_url: str) -> None:
+    """Samples stored at 0008 get patient_analyzer ""; downgrading keeps them and drops
+    the downloads table (SQLite drops the column in place: samples are referenced)."""
+    from .test_lifecycle_store import ingest
+    from .test_repository import result
+
+    engine = make_engine(db_url)
+    try:
+        migrate(db_url, engine=engine)
+        ingest(engine, [result(sample="S1", value="5.0")])
+        config = alembic_config(db_url)
+        config.attributes["engine"] = engine
+        command.downgrade(config, "0008")
+        assert "downloads" not in inspect(engine).get_table_names()
+        assert "patient_analyzer" not in {c["name"] for c in inspect(engine).get_columns(
+            "samples")}
+        migrate(db_url, engine=engine)
+        with engine.begin() as conn:
+            assert conn.execute(select(s.samples.c.accession, s.samples.c.patient_analyzer)
+                                ).all() == [("S1", "")]
+            assert conn.execute(select(s.downloads)).all() == []
     finally:
         engine.dispose()
