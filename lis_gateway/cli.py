@@ -20,6 +20,7 @@ from lis_gateway.cli_store import (
     cmd_audit_verify,
     cmd_migrate,
     cmd_reprocess,
+    cmd_rerun,
     cmd_results,
     cmd_retract,
     cmd_rules_test,
@@ -329,6 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object")
     config_option(p)
     p.set_defaults(func=cmd_retract)
+
+    p = sub.add_parser("rerun", help="ask for a rerun of a result (sent to the analyzer)",
+                       description=(
+                           "As USER, ask for a rerun of the result of TEST on SAMPLE (not yet "
+                           "released; a reason is required and audited). An analyzer "
+                           "configured with order_download = true is sent the test again "
+                           "by the running gateway; for others the rerun is done at the "
+                           "analyzer, and the queue says so."))
+    p.add_argument("sample", metavar="SAMPLE")
+    p.add_argument("test", metavar="TEST", help="the local or analyzer test code")
+    p.add_argument("--user", required=True, metavar="NAME")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    config_option(p)
+    p.set_defaults(func=cmd_rerun)
 
     p = sub.add_parser("reprocess", help="re-map held results and re-evaluate the rules",
                        description=(

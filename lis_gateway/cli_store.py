@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
     from lis_gateway.config import GatewayConfig
+    from lis_gateway.validation import Outcome
 
 _T = TypeVar("_T")
 
@@ -280,6 +281,21 @@ def cmd_retract(args: argparse.Namespace) -> int:
 
     status, o = _as_user(args, lambda conn, _config: retract_result(
         conn, args.sample, args.test, args.user, args.reason, at=_now(), source=_source()))
+    return _print_outcome(args, status, o)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """Ask for a rerun; analyzers with ``order_download`` get the test again."""
+    from lis_gateway.validation import request_rerun
+
+    status, o = _as_user(args, lambda conn, config: request_rerun(
+        conn, args.sample, args.test, args.user, args.reason, config.policy, at=_now(),
+        source=_source()))
+    return _print_outcome(args, status, o)
+
+
+def _print_outcome(args: argparse.Namespace, status: int, o: Outcome | None) -> int:
+    """One result's outcome as a line (or JSON); the exit status."""
     if o is None:
         return status
     if args.json:

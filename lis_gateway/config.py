@@ -57,6 +57,7 @@ The accepted shape::
     transport = "tcp-server"              # tcp-server | tcp-client | serial
     listen = "127.0.0.1:15001"            # tcp-server
     # unsolicited = true                  # results need no HIS order (with [orders])
+    # order_download = true               # push orders and reruns to it (ASTM E1381)
     # host = "10.0.0.5"  port = 5000      # tcp-client
     # device = "/dev/ttyUSB0"  baudrate = 9600  (bytesize, parity, stopbits)  # serial
 
@@ -99,7 +100,7 @@ _TRANSPORT_KEYS: Mapping[str, frozenset[str]] = {
     "tcp-client": frozenset({"host", "port"}),
     "serial": frozenset({"device", "baudrate", "bytesize", "parity", "stopbits"}),
 }
-_COMMON_KEYS = frozenset({"name", "driver", "transport", "unsolicited"})
+_COMMON_KEYS = frozenset({"name", "driver", "transport", "unsolicited", "order_download"})
 _ALL_LINK_KEYS = _COMMON_KEYS.union(*_TRANSPORT_KEYS.values())
 _PARITIES = ("N", "E", "O", "M", "S")
 
@@ -498,8 +499,19 @@ class _Checker:
             self.problem(f"{where}.unsolicited",
                          f"expected true or false, got {_kind(unsolicited)}")
             return None
+        download = item.get("order_download", False)
+        if not isinstance(download, bool):
+            self.problem(f"{where}.order_download",
+                         f"expected true or false, got {_kind(download)}")
+            return None
+        if download and (spec.protocol is not drivers.Protocol.ASTM
+                         or spec.framing is not drivers.Framing.E1381):
+            self.problem(f"{where}.order_download",
+                         f"driver {spec.name} does not take pushed orders here (only ASTM "
+                         "links with E1381 framing do); it can ask with host queries")
+            return None
         analyzer = LinkSpec(name=name, driver=spec, transport=transport,
-                            unsolicited=unsolicited, **fields)
+                            unsolicited=unsolicited, order_download=download, **fields)
         return analyzer
 
 

@@ -45,6 +45,8 @@ class LinkSpec:
     stopbits: float | None = None
     record_dir: Path | None = None
     unsolicited: bool = False
+    #: orders and reruns are pushed to the analyzer (:mod:`lis_gateway.order_download`)
+    order_download: bool = False
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:

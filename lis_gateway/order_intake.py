@@ -11,7 +11,7 @@ HIS sends it again. Logs carry counts and ids, never patient data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import cast
 
@@ -42,13 +42,17 @@ class OrderSink:
         source: where the orders come from, for the audit log.
         utcnow: the wall clock for ``received_at``.
         log: a logger.
+        download_to: analyzers that take pushed work -> the local codes they do
+            (their orders are queued for download in the order's transaction).
     """
 
     def __init__(self, pool: RunsWork, *, zone: str = "Asia/Ho_Chi_Minh",
                  source: str = ORDER_LINK_NAME,
                  utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 log: FilteringBoundLogger | None = None) -> None:
+                 log: FilteringBoundLogger | None = None,
+                 download_to: Mapping[str, Collection[str]] | None = None) -> None:
         self._pool, self._zone, self._source, self._utcnow = pool, zone, source, utcnow
+        self._download_to = download_to
         self._log: FilteringBoundLogger = (
             log if log is not None else structlog.get_logger("lis_gateway.orders"))
 
@@ -58,7 +62,8 @@ class OrderSink:
             raise TypeError("the order link takes HL7 messages only")
         parsed = parse_order_message(msg, self._zone)
         d = self._pool.run(store_order_message, raw=msg.raw, control_id=msg.control_id,
-                           parsed=parsed, source=self._source, at=self._utcnow())
+                           parsed=parsed, source=self._source, at=self._utcnow(),
+                           download_to=self._download_to)
         d.addCallback(self._stored)
         return cast("Deferred[object]", d)
 

@@ -11,7 +11,7 @@ CLI, the configuration and the ingest sink, the only one that imports
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,11 @@ from twisted.python.failure import Failure
 
 from drivers import Framing
 from drivers import Protocol as DriverProtocol
-from lis_gateway.adapters.astm_protocol import AstmLinkProtocol, BareRecordProtocol
+from lis_gateway.adapters.astm_protocol import (
+    AstmLinkProtocol,
+    BareRecordProtocol,
+    LinkPresence,
+)
 from lis_gateway.adapters.mllp_protocol import analyzer_protocol_factory
 from lis_gateway.adapters.serial import SerialSupervisor
 from lis_gateway.adapters.sink import NO_ORDERS, OrderSource, Sink
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from lis_gateway.config import GatewayConfig
     from lis_gateway.ingest import RunsWork
     from lis_gateway.mapping import MappingTable
+    from lis_gateway.order_download import PushTarget
 
 #: Seconds to wait for an outgoing TCP connection before counting it failed.
 CONNECT_TIMEOUT = 10.0
@@ -58,7 +63,8 @@ RecorderFactory = Callable[[LinkSpec, str], Recorder | None]
 def make_service(links: Sequence[LinkSpec], reactor: Any,
                  sink_factory: Callable[[LinkSpec], Sink],
                  recorders: RecorderFactory | None = None,
-                 order_sources: Callable[[LinkSpec], OrderSource] | None = None
+                 order_sources: Callable[[LinkSpec], OrderSource] | None = None,
+                 presences: Mapping[str, LinkPresence] | None = None
                  ) -> MultiService:
     """Build one child service per link, named after the link.
 
@@ -69,6 +75,8 @@ def make_service(links: Sequence[LinkSpec], reactor: Any,
         recorders: gives each connection a recorder (the store) besides the files.
         order_sources: gives each HL7 link where its host queries look up orders
             (None: every query is answered "not found").
+        presences: per link name, told when an ASTM connection of it is up or gone
+            (what pushes downloads to the analyzer).
 
     Returns:
         A ``MultiService``; ``getServiceNamed(link.name)`` returns a
@@ -78,7 +86,8 @@ def make_service(links: Sequence[LinkSpec], reactor: Any,
     root = MultiService()
     for link in links:
         orders = order_sources(link) if order_sources is not None else NO_ORDERS
-        child = _link_service(link, reactor, sink_factory(link), recorders, orders)
+        child = _link_service(link, reactor, sink_factory(link), recorders, orders,
+                              (presences or {}).get(link.name))
         child.setName(link.name)
         child.setServiceParent(root)
     return root
@@ -86,10 +95,11 @@ def make_service(links: Sequence[LinkSpec], reactor: Any,
 
 def _link_service(link: LinkSpec, reactor: Any, sink: Sink,
                   recorders: RecorderFactory | None = None,
-                  orders: OrderSource = NO_ORDERS) -> IService:
+                  orders: OrderSource = NO_ORDERS,
+                  presence: LinkPresence | None = None) -> IService:
     log: FilteringBoundLogger = structlog.get_logger("lis_gateway.link").bind(
         analyzer=link.name, transport=link.transport)
-    build = _protocol_builder(link, reactor, sink, log, recorders, orders)
+    build = _protocol_builder(link, reactor, sink, log, recorders, orders, presence)
     if link.transport == "tcp-server":
         endpoint_type = TCP6ServerEndpoint if ":" in link.host else TCP4ServerEndpoint
         endpoint = endpoint_type(reactor, link.port, interface=link.host)
@@ -105,7 +115,8 @@ def _link_service(link: LinkSpec, reactor: Any, sink: Sink,
 def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
                       log: FilteringBoundLogger,
                       recorders: RecorderFactory | None = None,
-                      orders: OrderSource = NO_ORDERS) -> ProtocolBuilder:
+                      orders: OrderSource = NO_ORDERS,
+                      presence: LinkPresence | None = None) -> ProtocolBuilder:
     """A function building the protocol (and recorder) of one connection of ``link``."""
     driver = link.driver
     hl7 = (analyzer_protocol_factory(driver, reactor, sink, orders)
@@ -131,7 +142,8 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
             return BareRecordProtocol(reactor, driver.encoding, sink, recorder, session_log)
         return AstmLinkProtocol(driver.link_config(), reactor, driver.encoding, sink,
                                 recorder, session_log,
-                                orders=None if orders is NO_ORDERS else orders)
+                                orders=None if orders is NO_ORDERS else orders,
+                                presence=presence)
 
     return build
 
@@ -143,6 +155,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
         recorders: RecorderFactory | None = None,
         extra_services: Callable[[Any], Sequence[IService]] | None = None,
         order_sources: Callable[[LinkSpec], OrderSource] | None = None,
+        presences: Mapping[str, LinkPresence] | None = None,
         ) -> int:
     """Run the links on the global reactor until stopped (Ctrl-C, SIGTERM, ``duration``).
 
@@ -157,7 +170,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
         recorders: gives each connection a recorder besides the files (the store).
         extra_services: given the reactor, services started and stopped with the
             links (the outbox workers).
-        order_sources: as for :func:`make_service`.
+        order_sources, presences: as for :func:`make_service`.
 
     Returns:
         The exit status: 0 after a clean stop, 1 if starting failed.
@@ -167,7 +180,7 @@ def run(links: Sequence[LinkSpec], sink_factory: Callable[[LinkSpec], Sink], *,
     reactor: Any = global_reactor  # PosixReactorBase; typed as IReactorCore only
 
     log: FilteringBoundLogger = structlog.get_logger("lis_gateway.service")
-    root = make_service(links, reactor, sink_factory, recorders, order_sources)
+    root = make_service(links, reactor, sink_factory, recorders, order_sources, presences)
     for service in extra_services(reactor) if extra_services is not None else ():
         service.setServiceParent(root)
     status = [0]
@@ -238,8 +251,29 @@ def destination_service(destination: DestinationSpec, pool: RunsWork, reactor: A
     return worker
 
 
+def push_targets(links: Sequence[LinkSpec], tables: Mapping[str, MappingTable | None]
+                 ) -> list[PushTarget]:
+    """The links with ``order_download = true``, with the codes their tables map."""
+    from lis_gateway.order_download import PushTarget
+    from lis_gateway.order_lookup import analyzer_codes
+
+    return [PushTarget(link.name, {local: code for local, (code, _name) in analyzer_codes(
+                tables.get(link.driver.table_name)).items()}, link.driver.encoding)
+            for link in links if link.order_download]
+
+
+def download_service(targets: Sequence[PushTarget], pool: RunsWork, reactor: Any) -> IService:
+    """Pushes the downloads queue to the analyzers that take it (and settles the rest)."""
+    from lis_gateway.order_download import DownloadService
+
+    service = DownloadService(targets, pool, reactor)
+    service.setName("downloads")
+    return service
+
+
 def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
-                tables: Iterable[MappingTable] = ()) -> IService:
+                tables: Iterable[MappingTable] = (),
+                download_to: Mapping[str, frozenset[str]] | None = None) -> IService:
     """The HTTP side (``[web] listen``): health and, with a token, the HIS's API."""
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
@@ -252,7 +286,8 @@ def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
     assert config.web_listen is not None
     host, port = config.web_listen
     token, zone = config.orders_api_token, config.orders_time_zone
-    orders = OrdersResource(pool, token, zone=zone) if token else None
+    orders = (OrdersResource(pool, token, zone=zone, download_to=download_to) if token
+              else None)
     xml4 = Xml4Resource(pool, token, indicators(tables), zone=zone) if token else None
     log = structlog.get_logger("lis_gateway.web")
     service = LinkServerService(TCP4ServerEndpoint(reactor, port, interface=host),
@@ -320,7 +355,9 @@ def run_gateway(config: GatewayConfig, *,
 
     judging = Autoverification(config.rule_set, config.policy)
 
-    order_sink = OrderSink(pool, zone=config.orders_time_zone)
+    targets = push_targets(links, tables)
+    download_to = {t.name: frozenset(t.codes) for t in targets}
+    order_sink = OrderSink(pool, zone=config.orders_time_zone, download_to=download_to)
     has_orders = config.orders is not None or bool(config.orders_api_token)
     links_and_orders = [*links, *([config.orders] if config.orders is not None else [])]
 
@@ -345,16 +382,18 @@ def run_gateway(config: GatewayConfig, *,
 
     def outbox_workers(reactor: Any) -> list[IService]:
         services = [destination_service(d, pool, reactor) for d in config.destinations]
+        services.append(download_service(targets, pool, reactor))
         if config.web_listen is not None:
             services.append(web_service(config, pool, reactor,
-                                        [t for t in tables.values() if t is not None]))
+                                        [t for t in tables.values() if t is not None],
+                                        download_to=download_to))
         return services
 
     pool.start()
     try:
         return run(links_and_orders, sink_for, on_running=on_running, after_stop=pool.stop,
                    recorders=recorder_for, extra_services=outbox_workers,
-                   order_sources=orders_for)
+                   order_sources=orders_for, presences={t.name: t for t in targets})
     finally:
         if pool.threadpool.started:  # the reactor never ran the shutdown triggers
             pool.stop()

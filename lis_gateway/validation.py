@@ -165,6 +165,28 @@ def retract_result(conn: Connection, accession: str, test_code: str, username: s
         UserRefusedError: unknown or disabled user.
         repository.NotFoundError: the sample has no current result of that test.
     """
+    return _act(conn, accession, test_code, username, Action.RETRACT, reason, Policy(),
+                at=at, source=source)
+
+
+def request_rerun(conn: Connection, accession: str, test_code: str, username: str,
+                  reason: str, policy: Policy | Policies, *, at: datetime,
+                  source: str = "") -> Outcome:
+    """Ask for a rerun of a result not yet released (reason required). An analyzer
+    that takes downloads gets the test again (:mod:`lis_gateway.store.downloads`).
+
+    Raises:
+        UserRefusedError: unknown or disabled user.
+        repository.NotFoundError: the sample has no current result of that test.
+    """
+    return _act(conn, accession, test_code, username, Action.REQUEST_RERUN, reason, policy,
+                at=at, source=source)
+
+
+def _act(conn: Connection, accession: str, test_code: str, username: str, action: Action,
+         reason: str, policy: Policy | Policies, *, at: datetime, source: str) -> Outcome:
+    """One person's ``action`` on the latest result of ``test_code`` (analyzer or local
+    code) on a sample; a refusal is reported in the outcome, nothing is recorded."""
     actor = user_actor(conn, username)
     found = [i for i in repository.results_for_sample(conn, accession)
              if i.test_code == test_code or i.latest.content.code == test_code]
@@ -173,9 +195,9 @@ def retract_result(conn: Connection, accession: str, test_code: str, username: s
     info = found[-1]
     status = judgements.result_status(conn, info.id)
     try:
-        transition = apply(status.state, Action.RETRACT, actor, Policy(), reason=reason)
+        transition = apply(status.state, action, actor,
+                           policy_for(policy, info.latest.content.code), reason=reason)
     except LifecycleError as exc:
         return Outcome(info.id, info.test_code, status.state, status.state, (), str(exc))
     judgements.record_transition(conn, status.version_id, transition, at, source=source)
-    return Outcome(info.id, info.test_code, status.state, transition.to_state,
-                   (Action.RETRACT,))
+    return Outcome(info.id, info.test_code, status.state, transition.to_state, (action,))

@@ -426,3 +426,20 @@ def test_bad_orders_settings_are_located(tmp_path: Path) -> None:
                      tmp_path)
     assert clash == ("orders: an analyzer is named 'his-orders', the name of the order "
                      "link; rename the analyzer",)
+
+
+def test_order_download_is_for_astm_links_with_e1381_framing(tmp_path: Path) -> None:
+    """order_download = true on an ASTM link; an HL7 link or a non-boolean is located."""
+    config = parse_config(analyzer('name = "chem1"\ndriver = "roche-cobas"\n'
+                                   'transport = "tcp-server"\nlisten = "127.0.0.1:0"\n'
+                                   'order_download = true\n'), tmp_path / "gw.toml")
+    assert [a.order_download for a in config.analyzers] == [True]
+    assert problems(analyzer('name = "bs1"\ndriver = "mindray-bs"\n'
+                             'transport = "tcp-server"\nlisten = "127.0.0.1:0"\n'
+                             'order_download = true\n'), tmp_path) == (
+        "analyzers[0].order_download: driver mindray-bs does not take pushed orders here "
+        "(only ASTM links with E1381 framing do); it can ask with host queries",)
+    assert problems(analyzer('name = "chem1"\ndriver = "roche-cobas"\n'
+                             'transport = "tcp-server"\nlisten = "127.0.0.1:0"\n'
+                             'order_download = 1\n'), tmp_path) == (
+        "analyzers[0].order_download: expected true or false, got an integer (1)",)

@@ -23,6 +23,7 @@ connection is lost.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -66,6 +67,22 @@ from lis_gateway.wire import Recorder
 
 from .recorded import RecordedProtocol
 from .sink import OrderSource, Sink
+
+
+class SendError(Exception):
+    """A tracked message was not delivered (the analyzer refused it or the link dropped)."""
+
+    def __init__(self, reason: AbortReason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+class LinkPresence(typing.Protocol):
+    """Told when a connection of a link comes up and goes away."""
+
+    def connected(self, protocol: AstmLinkProtocol) -> None: ...
+
+    def disconnected(self, protocol: AstmLinkProtocol) -> None: ...
 
 
 def reply_sample(sample: OrderedSample) -> ReplySample:
@@ -145,14 +162,20 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         orders: where host queries (Q records) look up orders; None leaves them
             unanswered. The reply is queued once the query is stored and goes
             out when the analyzer has ended its session.
+        presence: told when this connection is up and when it is gone (what
+            pushes work to the analyzer uses the connection that is up).
     """
 
     def __init__(self, config: LinkConfig, clock: IReactorTime, encoding: str, sink: Sink,
                  recorder: Recorder | None = None,
                  log: FilteringBoundLogger | None = None,
-                 orders: OrderSource | None = None) -> None:
+                 orders: OrderSource | None = None,
+                 presence: LinkPresence | None = None) -> None:
         super().__init__(clock, sink, recorder, log, "astm")
         self._orders = orders
+        self._presence = presence
+        #: messages queued with send_tracked, oldest first, with who waits for them
+        self._tracked: list[tuple[bytes, Deferred[None]]] = []
         self._encoding = encoding
         self.link = LinkConnection(dataclasses.replace(config, manual_ack=True))
         self._assembler = MessageAssembler(encoding)
@@ -166,6 +189,8 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         """Write anything queued before the connection existed, arm the timer."""
         super().connectionMade()
         self._turn()
+        if self._presence is not None:
+            self._presence.connected(self)
 
     def dataReceived(self, data: bytes) -> None:
         """Record the bytes, feed them to the link, then run one turn."""
@@ -179,6 +204,8 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         self._hold = None
         self.link.connection_lost(self._clock.seconds())
         self._turn()
+        if self._presence is not None:
+            self._presence.disconnected(self)
         super().connectionLost(reason)
 
     # ------------------------------------------------------------------- API
@@ -192,9 +219,28 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             self._log.warning("send-failed", reason=AbortReason.CONNECTION_LOST.value,
                               messages=1)
             self._sink.send_failed((message,), AbortReason.CONNECTION_LOST)
+            self._settle(message, AbortReason.CONNECTION_LOST)
             return
         self.link.send(message, self._clock.seconds())
         self._turn()
+
+    def send_tracked(self, message: bytes) -> Deferred[None]:
+        """Queue E1394 text like :meth:`send_message`; the Deferred fires when the
+        analyzer has acknowledged its last frame, or fails with :class:`SendError`."""
+        d: Deferred[None] = Deferred()
+        self._tracked.append((message, d))
+        self.send_message(message)
+        return d
+
+    def _settle(self, message: bytes, reason: AbortReason | None) -> None:
+        for i, (queued, d) in enumerate(self._tracked):
+            if queued == message:
+                del self._tracked[i]
+                if reason is None:
+                    d.callback(None)
+                else:
+                    d.errback(SendError(reason))
+                return
 
     # ------------------------------------------------------------------ turn
 
@@ -242,10 +288,13 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             case MessageSent():
                 self._log.info("message-sent", length=len(event.message))
                 self._sink.message_sent(event.message)
+                self._settle(event.message, None)
             case SendFailed():
                 self._log.warning("send-failed", reason=event.reason.value,
                                   messages=len(event.messages))
                 self._sink.send_failed(event.messages, event.reason)
+                for message in event.messages:
+                    self._settle(message, event.reason)
             case _:
                 self._log_event(event)
 

@@ -105,6 +105,22 @@ def build_error_reply(*, now: datetime, encoding: str = "latin-1",
                           encoding=encoding)
 
 
+def _sample_records(number: int, specimen_field: str, sample: ReplySample, *,
+                    action: str, report_type: str, stamp: str, delimiters: Delimiters,
+                    encoding: str) -> tuple[PatientRecord, OrderRecord]:
+    """The P and O records of one sample (P-2 = ``number``)."""
+    d = delimiters
+    name = d.component.join(_safe(p, d, encoding) for p in (
+        sample.family_name, sample.given_name, sample.middle_name)).rstrip(d.component)
+    tests = d.repeat.join(f"{d.component * 3}{_safe(t, d, encoding)}" for t in sample.tests)
+    return (PatientRecord(sequence=str(number),
+                          practice_patient_id=_safe(sample.patient_id, d, encoding),
+                          name=name, birthdate=sample.birth_date, sex=sample.sex),
+            OrderRecord(sequence="1", specimen_id=specimen_field, universal_test_id=tests,
+                        priority="S" if sample.stat else "R", requested_at=stamp,
+                        action_code=action, report_type=report_type))
+
+
 def build_reply(queries: Sequence[HostQuery], found: Mapping[str, ReplySample], *,
                 now: datetime, encoding: str = "latin-1", sender: str = "LIS-GATEWAY",
                 delimiters: Delimiters = DEFAULT) -> bytes:
@@ -118,15 +134,43 @@ def build_reply(queries: Sequence[HostQuery], found: Mapping[str, ReplySample], 
         if sample is None or not sample.tests:
             continue
         number += 1
-        d = delimiters
-        name = d.component.join(_safe(p, d, encoding) for p in (
-            sample.family_name, sample.given_name, sample.middle_name)).rstrip(d.component)
-        tests = d.repeat.join(f"{d.component * 3}{_safe(t, d, encoding)}" for t in sample.tests)
-        records.append(PatientRecord(sequence=str(number),
-                                     practice_patient_id=_safe(sample.patient_id, d, encoding),
-                                     name=name, birthdate=sample.birth_date, sex=sample.sex))
-        records.append(OrderRecord(sequence="1", specimen_id=query.specimen_field,
-                                   universal_test_id=tests, priority="S" if sample.stat else "R",
-                                   requested_at=stamp, action_code="N", report_type="Q"))
+        records.extend(_sample_records(number, query.specimen_field, sample, action="N",
+                                       report_type="Q", stamp=stamp, delimiters=delimiters,
+                                       encoding=encoding))
     records.append(TerminatorRecord(sequence="1", termination_code="F" if number else "I"))
+    return encode_message(records, delimiters, encoding)
+
+
+#: O-12 action codes of a download (LIS2-A2 8.4.12).
+ACTION_NEW = "N"  #: new requests accompanying a new specimen
+ACTION_ADD = "A"  #: add the requested tests to an existing specimen (also: a rerun)
+ACTION_CANCEL = "C"  #: cancel the request
+
+
+def build_download(samples: Sequence[tuple[ReplySample, str]], *, now: datetime,
+                   encoding: str = "latin-1", sender: str = "LIS-GATEWAY",
+                   delimiters: Delimiters = DEFAULT) -> bytes:
+    """Work pushed to an analyzer unasked: ``H``, a ``P``/``O`` pair per sample, ``L|1|N``.
+
+    Each sample comes with its O-12 action code (:data:`ACTION_NEW`,
+    :data:`ACTION_ADD`, :data:`ACTION_CANCEL`); O-26 is ``O`` (an order),
+    O-3 the barcode.
+
+    Raises:
+        ValueError: no sample, a sample with no test, or an unknown action code.
+    """
+    if not samples:
+        raise ValueError("a download needs at least one sample")
+    stamp = now.strftime("%Y%m%d%H%M%S")
+    records: list[HeaderRecord | PatientRecord | OrderRecord | TerminatorRecord] = [
+        _header(now, sender)]
+    for number, (sample, action) in enumerate(samples, start=1):
+        if not sample.tests:
+            raise ValueError(f"sample {sample.barcode!r} has no test to download")
+        if action not in (ACTION_NEW, ACTION_ADD, ACTION_CANCEL):
+            raise ValueError(f"unknown O-12 action code {action!r}")
+        records.extend(_sample_records(number, delimiters.escape_text(sample.barcode), sample,
+                                       action=action, report_type="O", stamp=stamp,
+                                       delimiters=delimiters, encoding=encoding))
+    records.append(TerminatorRecord(sequence="1", termination_code="N"))
     return encode_message(records, delimiters, encoding)

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Row, insert, or_, select
 from lis_gateway.lifecycle import Action, Actor, ActorKind, ResultState, Role, Transition
 from lis_gateway.rules import Previous, RuleOutcome
 
+from . import downloads
 from . import schema as s
 from ._common import NotFoundError, canonical_json, primary_key, require_aware
 from .audit import append_audit
@@ -136,7 +137,19 @@ def record_transition(conn: Connection, version_id: int, transition: Transition,
                  detail={"version_id": version_id, "from": transition.from_state.value,
                          "to": transition.to_state.value, "reason": transition.reason},
                  source=source, at=when)
+    if transition.to_state is ResultState.RERUN_REQUESTED:
+        _queue_rerun(conn, result_id, when)
     return int(pk[0])
+
+
+def _queue_rerun(conn: Connection, result_id: int, at: datetime) -> None:
+    """A rerun goes back to the analyzer that ran the test, in its own test code."""
+    r, a = s.results, s.analyzers
+    row = conn.execute(select(a.c.name, s.samples.c.accession, r.c.test_code)
+                       .join(a, a.c.id == r.c.analyzer_id)
+                       .join(s.samples, s.samples.c.id == r.c.sample_id)
+                       .where(r.c.id == result_id)).one()
+    downloads.enqueue(conn, row.name, row.accession, downloads.RERUN, row.test_code, at)
 
 
 def _transition(row: Row[Any]) -> Transition:

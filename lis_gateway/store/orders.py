@@ -11,13 +11,14 @@ HIS's ACK can wait for the commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import Connection, and_, insert, select, update
 
 from lis_gateway.hl7.orders_in import IncomingOrder, OrderControl, OrderMessage, OrderPatient
+from lis_gateway.store import downloads
 from lis_gateway.store import schema as s
 from lis_gateway.store._common import as_utc, canonical_json, primary_key, require_aware
 from lis_gateway.store.audit import append_audit
@@ -45,8 +46,16 @@ class StoredOrders:
 
 
 def store_order_message(conn: Connection, *, raw: bytes, control_id: str,
-                        parsed: OrderMessage, source: str, at: datetime) -> StoredOrders:
-    """Keep the message, then apply its orders if it has no problem."""
+                        parsed: OrderMessage, source: str, at: datetime,
+                        download_to: Mapping[str, Collection[str]] | None = None
+                        ) -> StoredOrders:
+    """Keep the message, then apply its orders if it has no problem.
+
+    ``download_to`` (analyzer -> the local codes its mapping table has) names
+    the analyzers that take pushed work: the tests this message adds or
+    cancels on a sample are queued for each of them that does the test
+    (:mod:`lis_gateway.store.downloads`), in this same transaction.
+    """
     when = require_aware(at, "at")
     message_id = int(primary_key(conn.execute(insert(s.order_messages).values(
         raw=raw, control_id=control_id, accepted=parsed.acceptable,
@@ -59,11 +68,21 @@ def store_order_message(conn: Connection, *, raw: bytes, control_id: str,
                      source=source, at=when)
         return StoredOrders(message_id, False, parsed.problems)
     touched: list[str] = []
+    before: dict[str, list[str]] = {}
     for order in parsed.orders:
+        if order.barcode not in before:
+            before[order.barcode] = _active(conn, order.barcode)
         sample_id = _sample_with_patient(conn, order.barcode, parsed.patient, when)
         _apply(conn, sample_id, order, message_id, when)
         if order.barcode not in touched:
             touched.append(order.barcode)
+    if download_to:
+        for barcode, was in before.items():
+            now = _active(conn, barcode)
+            downloads.enqueue_order_changes(conn, download_to, barcode,
+                                            added=[t for t in now if t not in was],
+                                            cancelled=[t for t in was if t not in now],
+                                            at=when)
     append_audit(conn, actor="his", action="orders.received",
                  target=f"order-message:{message_id}",
                  detail={"control_id": control_id, "samples": touched,
@@ -72,6 +91,12 @@ def store_order_message(conn: Connection, *, raw: bytes, control_id: str,
                                     for o in parsed.orders]},
                  source=source, at=when)
     return StoredOrders(message_id, True, (), tuple(touched))
+
+
+def _active(conn: Connection, barcode: str) -> list[str]:
+    """The tests ordered and not cancelled on a sample, each once, in order."""
+    return list(dict.fromkeys(t.test_code for t in ordered_tests(conn, barcode)
+                              if t.status == ORDERED))
 
 
 def _sample_with_patient(conn: Connection, barcode: str, patient: OrderPatient,
@@ -194,20 +219,21 @@ class SampleOrder:
 
 def sample_orders(conn: Connection, accessions: Sequence[str]) -> list[SampleOrder]:
     """The barcodes that have active orders, with their patient (unknown ones left out)."""
-    out: list[SampleOrder] = []
-    for accession in accessions:
-        row = conn.execute(select(s.samples).where(s.samples.c.accession == accession)).first()
-        if row is None:
-            continue
-        o = s.orders
-        active = conn.execute(select(o).where(o.c.sample_id == row.id,
-                                              o.c.status == ORDERED).order_by(o.c.id)).all()
-        if not active:
-            continue
-        collected = [as_utc(r.collected_at) for r in active if r.collected_at is not None]
-        out.append(SampleOrder(
-            accession, row.hospital_id or "", row.national_id or "", row.insurance_card or "",
-            row.family_name, row.middle_name, row.given_name, row.birth_date, row.sex,
-            tuple(OrderedTest(r.test_code, r.placer_order, r.status, r.priority)
-                  for r in active), min(collected) if collected else None))
-    return out
+    found = (sample_for_download(conn, accession) for accession in accessions)
+    return [order for order in found if order is not None and order.tests]
+
+
+def sample_for_download(conn: Connection, accession: str) -> SampleOrder | None:
+    """A sample's patient and active orders, also when none is active (a cancellation)."""
+    row = conn.execute(select(s.samples).where(s.samples.c.accession == accession)).first()
+    if row is None:
+        return None
+    o = s.orders
+    active = conn.execute(select(o).where(o.c.sample_id == row.id, o.c.status == ORDERED)
+                          .order_by(o.c.id)).all()
+    collected = [as_utc(r.collected_at) for r in active if r.collected_at is not None]
+    return SampleOrder(
+        accession, row.hospital_id or "", row.national_id or "", row.insurance_card or "",
+        row.family_name, row.middle_name, row.given_name, row.birth_date, row.sex,
+        tuple(OrderedTest(r.test_code, r.placer_order, r.status, r.priority) for r in active),
+        min(collected) if collected else None)

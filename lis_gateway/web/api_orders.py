@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,15 +76,18 @@ class OrdersResource(Resource):
         zone: the time zone of times sent without an offset.
         utcnow: the wall clock for ``received_at``.
         log: a logger.
+        download_to: analyzers that take pushed work -> the local codes they do.
     """
 
     isLeaf = True
 
     def __init__(self, pool: RunsWork, token: str, *, zone: str = "Asia/Ho_Chi_Minh",
                  utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 log: FilteringBoundLogger | None = None) -> None:
+                 log: FilteringBoundLogger | None = None,
+                 download_to: Mapping[str, Collection[str]] | None = None) -> None:
         super().__init__()
         self._pool, self._token, self._zone, self._utcnow = pool, token, zone, utcnow
+        self._download_to = download_to
         self._log: FilteringBoundLogger = (
             log if log is not None else structlog.get_logger("lis_gateway.api.orders"))
 
@@ -103,7 +106,8 @@ class OrdersResource(Resource):
             return answer(request, 413, {"error": f"the body is over {MAX_BODY} bytes"})
         message_id, parsed = parse_json_orders(body, self._zone)
         d = self._pool.run(store_order_message, raw=body, control_id=message_id,
-                           parsed=parsed, source=SOURCE, at=self._utcnow())
+                           parsed=parsed, source=SOURCE, at=self._utcnow(),
+                           download_to=self._download_to)
 
         def stored(result: StoredOrders) -> None:
             if result.accepted:

@@ -64,3 +64,26 @@ def test_utf8_links_keep_the_diacritics() -> None:
     sample = ReplySample("S1", ("GLU",), family_name="Nguyễn", given_name="An")
     reply = build_reply([HostQuery("S1", "S1")], {"S1": sample}, now=NOW, encoding="utf-8")
     assert "\rP|1||||Nguyễn^An\r".encode() in reply
+
+
+def test_a_download_carries_each_sample_with_its_action_code() -> None:
+    """O-3 the barcode (escaped), O-12 N/A/C, O-26 O, L|1|N; names folded for latin-1."""
+    from lis_gateway.astm.host_query import build_download
+
+    new = ReplySample("CD0001", ("G1", "K1"), stat=True, patient_id="BN1",
+                      family_name="Nguyễn", given_name="An", middle_name="Văn",
+                      birth_date="19800102", sex="M")
+    text = build_download([(new, "N"), (ReplySample("A|B", ("G1",)), "C")], now=NOW)
+    assert text.decode("latin-1").split("\r") == [
+        "H|\\^&|||LIS-GATEWAY|||||||P|LIS2-A2|20261122093000",
+        "P|1|BN1|||Nguyen^An^Van||19800102|M",
+        "O|1|CD0001||^^^G1\\^^^K1|S|20261122093000|||||N||||||||||||||O",
+        "P|2",
+        "O|1|A&F&B||^^^G1|R|20261122093000|||||C||||||||||||||O",
+        "L|1|N", ""]
+    for bad in ([], [(ReplySample("X", ()), "N")], [(new, "R")]):
+        try:
+            build_download(bad, now=NOW)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
