@@ -8,7 +8,7 @@ repository's back (``lis-gateway audit verify``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -94,3 +94,22 @@ def verify_audit(conn: Connection) -> list[int]:
     if (head_seq, head_hash) != (expected_seq - 1, prev) and last_id not in broken:
         broken.append(last_id)
     return broken
+
+
+def find_audit(conn: Connection, *, actions: Sequence[str], targets: Sequence[str] = (),
+               since: datetime | None = None, limit: int = 1000) -> tuple[AuditEntry, ...]:
+    """Audit rows of the given actions (and targets, and from ``since`` on), oldest first.
+
+    The ``at`` column holds UTC ISO 8601 text, which sorts like the times it
+    names, so ``since`` is compared as text. With ``limit``, the newest rows
+    are kept.
+    """
+    log = s.audit_log
+    query = select(log).where(log.c.action.in_(list(actions)))
+    if targets:
+        query = query.where(log.c.target.in_(list(targets)))
+    if since is not None:
+        query = query.where(log.c.at >= require_aware(since, "since").isoformat())
+    rows = list(conn.execute(query.order_by(log.c.seq.desc()).limit(limit)))
+    return tuple(AuditEntry(r.id, r.seq, r.at, r.actor, r.action, r.target, r.detail,
+                            r.source, r.prev_hash, r.hash) for r in reversed(rows))

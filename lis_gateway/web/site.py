@@ -44,9 +44,15 @@ class QuietSite(Site):
         """No access log (see the module docstring)."""
 
 
-def build_site(orders: Resource | None = None, xml4: Resource | None = None) -> Site:
-    """The resource tree: health always, the HIS's API (orders, XML4) when configured."""
-    root = Folder()
+def build_site(orders: Resource | None = None, xml4: Resource | None = None,
+               app: Resource | None = None) -> Site:
+    """The resource tree: health always, the HIS's API (orders, XML4) when configured.
+
+    With ``app`` (the validation web app, :func:`lis_gateway.webapp.webapp_resource`)
+    it is the root: ``/healthz`` and ``/api`` become its children, and it answers
+    every other path (404 for those it does not know).
+    """
+    root = Folder() if app is None else app
     root.putChild(b"healthz", Health())
     api = Folder()
     root.putChild(b"api", api)
