@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: all venv test lint typecheck unit demo bench clean postgresql
+.PHONY: all venv test lint typecheck unit demo bench clean postgresql chromium
 
 all: test
 
@@ -32,7 +32,13 @@ postgresql:
 	  echo "installing postgresql (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
-unit: $(STAMP) postgresql
+# The browser tests drive Debian's Chromium through Playwright (never a browser download).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+unit: $(STAMP) postgresql chromium
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
