@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import drivers
 from lis_gateway import __version__
+from lis_gateway.cli_downloads import add_downloads_commands
 from lis_gateway.cli_export import add_export_commands
 from lis_gateway.cli_outbox import add_outbox_commands
 from lis_gateway.cli_store import (
@@ -387,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit_verify)
 
     add_outbox_commands(sub)
+    add_downloads_commands(sub)
     add_export_commands(sub)
 
     p = sub.add_parser("drivers", help="list the analyzer drivers with their defaults")

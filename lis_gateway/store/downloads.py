@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, insert, select, update
 
 from lis_gateway.store import schema as s
-from lis_gateway.store._common import primary_key, require_aware
+from lis_gateway.store._common import NotFoundError, StoreError, primary_key, require_aware
+from lis_gateway.store.audit import append_audit
 
 NEW, CANCEL, RERUN = "new", "cancel", "rerun"
 PENDING, SENT, NOT_SENT = "pending", "sent", "not-sent"
@@ -43,6 +44,12 @@ class Download:
     state: str
     attempts: int
     last_error: str
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dictionary (no patient data: barcode and codes only)."""
+        return {"id": self.id, "analyzer": self.analyzer, "sample": self.accession,
+                "action": self.action, "test": self.test_code, "state": self.state,
+                "attempts": self.attempts, "last_error": self.last_error}
 
 
 def enqueue(conn: Connection, analyzer: str, accession: str, action: str, test_code: str,
@@ -123,3 +130,27 @@ def settle_unsupported(conn: Connection, push: Collection[str], at: datetime) ->
             last_error=(f"analyzer {row.analyzer!r} takes no downloads (order_download is "
                         "not set): run it at the analyzer")))
     return len(rows)
+
+
+def retry(conn: Connection, download_id: int, *, actor: str, at: datetime,
+          source: str = "") -> Download:
+    """Put a not-sent row back in line once its cause is fixed (audited).
+
+    Raises:
+        NotFoundError: no such row.
+        StoreError: the row is not ``not-sent``.
+    """
+    d = s.downloads
+    row = conn.execute(select(d).where(d.c.id == download_id)).first()
+    if row is None:
+        raise NotFoundError(f"download {download_id}")
+    if row.state != NOT_SENT:
+        raise StoreError(f"download {download_id} is {row.state}; only a not-sent one can be "
+                         "retried")
+    when = require_aware(at, "at")
+    conn.execute(update(d).where(d.c.id == download_id).values(state=PENDING,
+                                                               updated_at=when))
+    append_audit(conn, actor=actor, action="download.retry", target=f"download:{download_id}",
+                 detail={"analyzer": row.analyzer, "action": row.action,
+                         "last_error": row.last_error}, source=source, at=when)
+    return _download(conn.execute(select(d).where(d.c.id == download_id)).one())

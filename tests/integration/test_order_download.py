@@ -160,5 +160,11 @@ listen = "127.0.0.1:0"
             (why,) = conn.execute("SELECT last_error FROM downloads WHERE analyzer = 'chem2'"
                                   ).fetchone()
         assert "takes no downloads" in why
+        listed = [json.loads(line) for line in cli(
+            config, "downloads", "list", "--state", "not-sent", "--json").stdout.splitlines()]
+        assert [(r["analyzer"], r["sample"], r["action"], r["test"]) for r in listed] == [
+            ("chem2", "CD0010", "rerun", "G1")]
+        retried = cli(config, "downloads", "retry", str(listed[0]["id"]), "--user", "lan")
+        assert "is pending again" in retried.stdout
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")

@@ -121,3 +121,21 @@ def test_recording_an_attempt_keeps_the_error_and_the_text_sent(engine: Engine) 
         downloads.record(conn, [row.id], downloads.SENT, NOW, payload=b"H|\\^&\r")
         assert downloads.pending(conn, "chem1") == []
         assert downloads.was_sent(conn, "chem1", "CD0001")
+
+
+def test_a_not_sent_row_is_retried_once_the_cause_is_fixed_and_audited(engine: Engine) -> None:
+    """retry: not-sent -> pending, audited with the user; other states are refused."""
+    import pytest
+
+    from lis_gateway.store._common import StoreError
+    from lis_gateway.store.audit import audit_entries
+
+    receive(engine, ORM)
+    with engine.begin() as conn:
+        [row] = downloads.pending(conn, "chem1")
+        with pytest.raises(StoreError, match="only a not-sent one"):
+            downloads.retry(conn, row.id, actor="lan", at=NOW)
+        downloads.record(conn, [row.id], downloads.NOT_SENT, NOW, error="not in the table")
+        again = downloads.retry(conn, row.id, actor="lan", at=NOW)
+        assert (again.state, again.to_dict()["sample"]) == ("pending", "CD0001")
+        assert [e.action for e in audit_entries(conn)][-1] == "download.retry"

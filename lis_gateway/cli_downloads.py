@@ -1,0 +1,92 @@
+"""``lis-gateway downloads list|retry``: work pushed to analyzers (order_download)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lis_gateway.cli_store import _load_config, _now, _open_store, _source, config_option
+
+
+def cmd_downloads_list(args: argparse.Namespace) -> int:
+    """Print the downloads queue, oldest first (optionally one state)."""
+    from lis_gateway.store import downloads
+
+    config = _load_config(args)
+    if config is None:
+        return 2
+    engine = _open_store(config)
+    if engine is None:
+        return 1
+    try:
+        with engine.begin() as conn:
+            rows = downloads.listing(conn, args.state)
+    finally:
+        engine.dispose()
+    for row in rows:
+        if args.json:
+            print(json.dumps(row.to_dict(), ensure_ascii=False))
+            continue
+        why = f"  {row.last_error}" if row.last_error else ""
+        print(f"{row.id}\t{row.analyzer}\t{row.accession}\t{row.action}\t{row.test_code}\t"
+              f"{row.state}\t{row.attempts} attempt(s){why}")
+    return 0
+
+
+def cmd_downloads_retry(args: argparse.Namespace) -> int:
+    """Put not-sent rows back in line (audited under the user's name)."""
+    from lis_gateway.store import downloads, repository
+    from lis_gateway.store._common import StoreError
+
+    config = _load_config(args)
+    if config is None:
+        return 2
+    engine = _open_store(config)
+    if engine is None:
+        return 1
+    status = 0
+    try:
+        with engine.begin() as conn:
+            try:
+                user = repository.get_user(conn, args.user)
+            except repository.NotFoundError:
+                print(f"no user {args.user!r}", file=sys.stderr)
+                return 2
+        for download_id in args.ids:
+            try:
+                with engine.begin() as conn:
+                    row = downloads.retry(conn, download_id, actor=user.username, at=_now(),
+                                          source=_source())
+            except StoreError as exc:
+                print(f"download {download_id}: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            print(f"download {row.id} ({row.accession} {row.test_code} to {row.analyzer}) "
+                  "is pending again")
+    finally:
+        engine.dispose()
+    return status
+
+
+def add_downloads_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``downloads`` subcommands."""
+    p = sub.add_parser("downloads", help="orders and reruns pushed to analyzers")
+    down_sub = p.add_subparsers(dest="downloads_command", required=True, metavar="ACTION")
+    p = down_sub.add_parser(
+        "list", help="list the downloads queue, oldest first",
+        description=("One line (or JSON object) per queued test: analyzer, sample, action "
+                     "(new, cancel, rerun), test code, state (pending, sent, not-sent), "
+                     "attempts and the last error. Only analyzers with order_download = "
+                     "true are sent anything; the running gateway does the sending."))
+    p.add_argument("--state", choices=("pending", "sent", "not-sent"))
+    p.add_argument("--json", action="store_true", help="one JSON object per row")
+    config_option(p)
+    p.set_defaults(func=cmd_downloads_list)
+    p = down_sub.add_parser(
+        "retry", help="send not-sent rows again once the cause is fixed",
+        description="Put not-sent rows back in line; audited with the user's name.")
+    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p.add_argument("--user", required=True, metavar="NAME")
+    config_option(p)
+    p.set_defaults(func=cmd_downloads_retry)
