@@ -19,6 +19,7 @@ from lis_gateway.cli_export import add_export_commands
 from lis_gateway.cli_outbox import add_outbox_commands
 from lis_gateway.cli_store import (
     cmd_audit_verify,
+    cmd_check_config,
     cmd_migrate,
     cmd_reprocess,
     cmd_rerun,
@@ -37,8 +38,7 @@ from lis_gateway.config import SHIPPED_MAPPINGS
 from lis_gateway.normalize import NormalizedResult
 
 if TYPE_CHECKING:
-
-    pass
+    from lis_gateway.config import GatewayConfig
 
 
 def _encoding(name: str) -> str:
@@ -119,10 +119,14 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0 if parsed_any else 1
 
 
-def _logging(args: argparse.Namespace) -> None:
+def _logging(args: argparse.Namespace, config: GatewayConfig | None = None) -> None:
+    """Configure logs: command-line options, else ``[logging]``, else the environment."""
     from lis_gateway import logconfig
 
-    logconfig.configure(json=args.log_format == "json", level=args.log_level)
+    fmt = (args.log_format or (config.log_format if config else None)
+           or os.environ.get("LIS_GATEWAY_LOG_FORMAT", "console"))
+    level = args.log_level or (config.log_level if config else None) or "info"
+    logconfig.configure(json=fmt == "json", level=level)
     logconfig.forward_twisted_logs()
 
 
@@ -190,12 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lis-gateway",
         description="Laboratory analyzer gateway: ASTM/HL7 analyzers in, results to the HIS.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-format", choices=("console", "json"),
-                        default=os.environ.get("LIS_GATEWAY_LOG_FORMAT", "console"),
+    parser.add_argument("--log-format", choices=("console", "json"), default=None,
                         help="log lines for people (console) or for journald/collectors "
-                             "(json); default from LIS_GATEWAY_LOG_FORMAT, else console")
-    parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"), help="default: info")
+                             "(json); default: the configuration's [logging] format, else "
+                             "LIS_GATEWAY_LOG_FORMAT, else console")
+    parser.add_argument("--log-level", default=None,
+                        choices=("debug", "info", "warning", "error"),
+                        help="default: the configuration's [logging] level, else info")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("parse", help="decode wire captures and print results as JSON lines",
@@ -376,6 +381,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="take mapping directories and the policy from this configuration")
     p.set_defaults(func=cmd_rules_test)
+
+    p = sub.add_parser("check-config", help="check a configuration file without starting",
+                       description=(
+                           "Read FILE as 'run' would: every problem is printed with its key "
+                           "path (mapping-table problems with file, line and column) and the "
+                           "exit status is 2; warnings (a serial device absent now, an "
+                           "analyzer without a mapping table) do not fail the check. "
+                           "Nothing is started, no database is touched."))
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     database_option(p)

@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     from lis_gateway.cli import _logging
 
-    _logging(args)
+    _logging(args, config)
     links = [*config.links(), *([config.orders] if config.orders is not None else [])]
 
     def on_running(root: MultiService, _reactor: object) -> Deferred[object] | None:
@@ -455,3 +455,54 @@ def database_option(p: argparse.ArgumentParser) -> None:
                    default=os.environ.get("LIS_GATEWAY_DATABASE", "sqlite:///var/lis.db"),
                    help="SQLAlchemy URL (default: $LIS_GATEWAY_DATABASE, else "
                         "sqlite:///var/lis.db)")
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Check a configuration as ``run`` would, without starting anything.
+
+    Every problem is printed with its key path (and mapping-table problems with
+    file, line and column); exit 2 when there is any. Warnings (a serial device
+    not present now, an analyzer without a mapping table) do not fail the check.
+    """
+    from lis_gateway.config import ConfigError, load_config
+    from lis_gateway.ingest import load_tables
+    from lis_gateway.mapping import MappingTableError
+
+    path = Path(args.file)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.file}: {problem}", file=sys.stderr)
+        print(f"{path}: {len(exc.problems)} problem(s); the gateway would not start",
+              file=sys.stderr)
+        return 2
+    problems: list[str] = []
+    for link in config.analyzers:
+        try:
+            tables = load_tables([link.driver], config.mapping_directories)
+        except MappingTableError as exc:
+            problems.extend(f"analyzers[{link.name}]: mapping table: {p}" for p in exc.problems)
+            continue
+        if tables[link.driver.table_name] is None:
+            print(f"{path}: warning: analyzer {link.name}: no mapping table "
+                  f"{link.driver.table_name}.csv; its results will be stored as not mapped",
+                  file=sys.stderr)
+        if link.transport == "serial" and link.device and not Path(link.device).exists():
+            print(f"{path}: warning: analyzer {link.name}: {link.device} does not exist now "
+                  "(the gateway keeps trying to open it)", file=sys.stderr)
+    if problems:
+        for problem in dict.fromkeys(problems):
+            print(f"{path}: {problem}", file=sys.stderr)
+        print(f"{path}: {len(problems)} problem(s); the gateway would not start",
+              file=sys.stderr)
+        return 2
+    parts = [f"{len(config.analyzers)} analyzer(s)",
+             f"{len(config.destinations)} destination(s)",
+             "orders over MLLP" if config.orders is not None else "",
+             "orders over REST" if config.orders_api_token else "",
+             f"web on {config.web_listen[0]}:{config.web_listen[1]}"
+             if config.web_listen is not None else "",
+             f"database {_safe_url(config.database_url)}"]
+    print(f"{path}: ok: " + ", ".join(p for p in parts if p))
+    return 0

@@ -138,6 +138,7 @@ class GatewayConfig:
         orders_hospital: the assigning authority of hospital patient IDs in host-query
             replies (``[orders] hospital``, required with ``mllp_listen``).
         web_listen: where the HTTP side listens (``[web] listen``; None: none).
+        log_format, log_level: ``[logging]``; the command-line options win when given.
         orders_api_token: the HIS's bearer token for ``POST /api/orders`` (read from
             ``[orders] api_token_file``; "" leaves the endpoint out).
     """
@@ -156,6 +157,8 @@ class GatewayConfig:
     orders_hospital: str = ""
     web_listen: tuple[str, int] | None = None
     orders_api_token: str = field(default="", repr=False)
+    log_format: str | None = None  #: ``[logging] format``; None: the command line decides
+    log_level: str | None = None  #: ``[logging] level``
 
     def links(self) -> list[LinkSpec]:
         """The analyzers as :class:`lis_gateway.service.LinkSpec` objects."""
@@ -257,10 +260,12 @@ class _Checker:
 
     def config(self, doc: Mapping[str, Any], file: Path) -> GatewayConfig | None:
         self.unknown("", doc, frozenset({"database", "analyzers", "mappings", "wire", "rules",
-                                           "lifecycle", "destinations", "orders", "web"}))
+                                           "lifecycle", "destinations", "orders", "web",
+                                           "logging"}))
         database = self.table(doc, "database", required=True)
         self.unknown("database", database, frozenset({"url"}))
-        url = self.string("database", database, "url", required=True) if database else None
+        url = (self.string("database", database, "url", required=True) if "database" in doc
+               else None)  # a missing [database] is already reported
         if url is not None and not _looks_like_url(url):
             self.problem("database.url", f"expected an SQLAlchemy URL such as "
                          f"sqlite:///var/lis.db, got {url!r}")
@@ -278,6 +283,7 @@ class _Checker:
         orders, zone = self.orders(orders_table, analyzers)
         web = self.web(self.table(doc, "web", required=False))
         token = self.api_token(orders_table, web)
+        log_format, log_level = self.logging(self.table(doc, "logging", required=False))
         if url is None or analyzers is None or destinations is None:
             return None
         return GatewayConfig(file=file, database_url=url, analyzers=analyzers,
@@ -286,7 +292,21 @@ class _Checker:
                              rules_file=rules_file, rule_set=rule_set, policy=policy,
                              destinations=destinations, orders=orders, orders_time_zone=zone,
                              orders_hospital=self.orders_hospital, web_listen=web,
-                             orders_api_token=token)
+                             orders_api_token=token, log_format=log_format,
+                             log_level=log_level)
+
+    def logging(self, table: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        """``[logging] format`` (console, json) and ``level``; None: the command line's."""
+        self.unknown("logging", table, frozenset({"format", "level"}))
+        found: list[str | None] = []
+        for key, allowed in (("format", ("console", "json")),
+                             ("level", ("debug", "info", "warning", "error"))):
+            value = self.string("logging", table, key, required=False)
+            if value is not None and value not in allowed:
+                self.problem(f"logging.{key}", f"expected {' or '.join(allowed)}, got {value!r}")
+                value = None
+            found.append(value)
+        return found[0], found[1]
 
     def web(self, table: Mapping[str, Any]) -> tuple[str, int] | None:
         """``[web] listen``: where the HTTP side listens (None: no HTTP side)."""
@@ -310,8 +330,12 @@ class _Checker:
         path = self.path(name)
         try:
             token = path.read_text("utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            self.problem("orders.api_token_file", f"cannot read {str(path)!r}: {exc}")
+        except OSError as exc:
+            self.problem("orders.api_token_file", f"cannot read the token file {str(path)!r}: "
+                         f"{exc.strerror}")
+            return ""
+        except UnicodeDecodeError:
+            self.problem("orders.api_token_file", f"the token file {str(path)!r} is not UTF-8")
             return ""
         if len(token) < 16 or any(c.isspace() or not c.isprintable() for c in token):
             self.problem("orders.api_token_file", "the token must be one line of at least "
