@@ -61,6 +61,11 @@ STATE_LABELS: dict[ResultState, str] = {
 }
 
 
+#: The name of each role on the screen (message ids).
+ROLE_LABELS: dict[str, str] = {
+    "technician": "Technician", "doctor": "Doctor", "admin": "Administrator"}
+
+
 class FormError(ValueError):
     """A form field is missing or malformed (shown to the person)."""
 
@@ -194,6 +199,7 @@ class WebContext:
             _=locale.gettext, locale=locale, session=session, languages=LANGUAGE_NAMES,
             flashes=session.take_flashes() if session is not None else [],
             criticals=criticals, state_label=lambda st: locale.gettext(STATE_LABELS[st]),
+            role_label=lambda r: locale.gettext(ROLE_LABELS.get(r) or r),
             here=request.uri.decode("utf-8", "replace"),
             query=lambda **kw: urlencode({k: v for k, v in kw.items() if v}), **context)
         return page.encode("utf-8")
@@ -218,16 +224,23 @@ class WebContext:
     def respond(self, request: Request, session: Session | None, d: Deferred[Any],
                 done: Callable[[Any], bytes]) -> int:
         """Finish the request with ``done(result)`` once the store work is over."""
+        gettext = self.locales[self.lang_of(request, session)].gettext
+
         def ok(value: Any) -> None:
-            finish(request, done(value))
+            try:
+                body = done(value)
+            except Exception as exc:  # the edge: a page that fails to render is a 500
+                self.log.error("webapp-render-failed", kind=type(exc).__name__)
+                body = self.refuse(request, session, 500, gettext(
+                    "An internal error happened; it was logged. Try again."))
+            finish(request, body)
 
         def failed(failure: Failure) -> None:
             self.store_failed(failure)
-            locale = self.locales[self.lang_of(request, session)]
-            finish(request, self.refuse(request, session, 503, locale.gettext(
+            finish(request, self.refuse(request, session, 503, gettext(
                 "The database could not be reached. Try again in a moment.")))
 
-        d.addCallback(ok).addErrback(failed)
+        d.addCallbacks(ok, failed)
         return NOT_DONE_YET
 
     def flash_outcomes(self, session: Session, outcomes: list[Outcome]) -> None:

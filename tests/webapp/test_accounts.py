@@ -85,7 +85,7 @@ def test_login_rotates_the_session_and_sets_strict_cookies(live: Live) -> None:
     assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
     assert "secure" not in cookie.lower()
     page = browser.get("/worklist")
-    assert page.status == 200 and "Nguyễn Thị Lan" in page.text
+    assert page.status == 200 and "Nguyễn Thị Lan (Kỹ thuật viên)" in page.text
     assert ("auth.login", "{}") in actions(live.engine, "user:lan")
 
 

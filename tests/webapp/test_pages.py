@@ -230,3 +230,20 @@ def test_filters_and_bad_filter_values(live: Live) -> None:
     assert "Ngày không hợp lệ (dd/mm/yyyy): 32/13/2026" in bad
     assert "Trạng thái không hợp lệ: lost" in bad
     assert "/sample?s=R2" not in browser.get("/worklist?analyzer=other").text
+
+
+def test_no_patient_data_reaches_the_logs(live: Live) -> None:
+    """Logins, page views and actions log ids and kinds only: no name, no patient number."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        browser = logged_in(live, "dr_hoa")
+        browser.get("/worklist")
+        browser.get("/sample?s=D2")
+        browser.post("/sample", [("s", "D2"), ("version", version(live.engine, "D2")),
+                                 ("action", "comment"), ("text", "gọi bà Phạm Thị Ánh")])
+        Browser(live).login("dr_hoa", "sai")
+    assert [e["event"] for e in logs] == ["webapp-login", "webapp-login-refused"]
+    text = repr(logs)
+    for secret in ("Phạm", "Ánh", "Trần", "Bình", "BN9", "D2"):
+        assert secret not in text

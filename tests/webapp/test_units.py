@@ -15,7 +15,7 @@ from jinja2.ext import babel_extract
 from lis_gateway.webapp.actions import range_flags
 from lis_gateway.webapp.i18n import LANGUAGES, LOCALE_DIR, language, load_locales
 from lis_gateway.webapp.sessions import Sessions
-from lis_gateway.webapp.web import STATE_LABELS, local_path
+from lis_gateway.webapp.web import ROLE_LABELS, STATE_LABELS, local_path
 
 WEBAPP = Path(__file__).resolve().parents[2] / "lis_gateway" / "webapp"
 
@@ -50,7 +50,7 @@ def test_csrf_tokens_compare_exactly() -> None:
 
 
 def _used_messages() -> set[str]:
-    found: set[str] = set(STATE_LABELS.values())
+    found: set[str] = set(STATE_LABELS.values()) | set(ROLE_LABELS.values())
     for template in (WEBAPP / "templates").glob("*.html"):
         with template.open("rb") as handle:
             found |= {m for _, _, m, _ in babel_extract(handle, ("_",), [], {})
