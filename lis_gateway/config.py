@@ -157,6 +157,8 @@ class GatewayConfig:
     orders_hospital: str = ""
     web_listen: tuple[str, int] | None = None
     orders_api_token: str = field(default="", repr=False)
+    #: ``[web] secure_cookies``: session cookies only over HTTPS (a TLS proxy in front)
+    web_secure_cookies: bool = False
     log_format: str | None = None  #: ``[logging] format``; None: the command line decides
     log_level: str | None = None  #: ``[logging] level``
 
@@ -209,6 +211,7 @@ class _Checker:
         self.base = base
         self.problems: list[str] = []
         self.orders_hospital = ""
+        self.web_secure_cookies = False
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -293,7 +296,8 @@ class _Checker:
                              destinations=destinations, orders=orders, orders_time_zone=zone,
                              orders_hospital=self.orders_hospital, web_listen=web,
                              orders_api_token=token, log_format=log_format,
-                             log_level=log_level)
+                             log_level=log_level,
+                             web_secure_cookies=self.web_secure_cookies)
 
     def logging(self, table: Mapping[str, Any]) -> tuple[str | None, str | None]:
         """``[logging] format`` (console, json) and ``level``; None: the command line's."""
@@ -310,8 +314,12 @@ class _Checker:
 
     def web(self, table: Mapping[str, Any]) -> tuple[str, int] | None:
         """``[web] listen``: where the HTTP side listens (None: no HTTP side)."""
-        self.unknown("web", table, frozenset({"listen"}))
+        self.unknown("web", table, frozenset({"listen", "secure_cookies"}))
         listen = self.string("web", table, "listen", required=bool(table))
+        secure = table.get("secure_cookies", False)
+        if not isinstance(secure, bool):
+            self.problem("web.secure_cookies", f"expected true or false, got {_kind(secure)}")
+        self.web_secure_cookies = secure is True
         if listen is None:
             return None
         parsed = _host_port(listen)

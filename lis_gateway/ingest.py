@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 
 from drivers import AnalyzerPatient, DriverSpec
 from drivers.extract import ResultRow, extract_hl7_results, extract_results
+from lis_gateway import metrics
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.events import AbortReason
 from lis_gateway.autoverify import Autoverification, judge_result
@@ -105,14 +106,16 @@ def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol
     if not stored.repeat:
         for accession, patient in (analyzer_patients or {}).items():
             adopt_analyzer_patient(conn, accession, analyzer, patient, received_at)
+    decisions: list[str] = []
     if autoverification is not None:
         for result_id, index in zip(stored.new_result_ids, stored.new_result_index,
                                     strict=True):
             if results[index].row.qc:
                 continue  # QC runs are kept, never judged as patient results
-            judge_result(conn, result_id, results[index], autoverification, received_at,
-                         source=f"analyzer:{analyzer}")
-    return stored
+            transition = judge_result(conn, result_id, results[index], autoverification,
+                                      received_at, source=f"analyzer:{analyzer}")
+            decisions.append(transition.to_state.value)
+    return replace(stored, decisions=tuple(decisions)) if decisions else stored
 
 
 def store_incomplete(conn: Connection, *, analyzer: str, family: str, transport: str,
@@ -177,10 +180,18 @@ class StoreSink:
                            problems=[str(p) for p in msg.problems],
                            analyzer_patients=patients)
         d.addCallback(self._stored, len(msg.raw))
+        d.addErrback(self._not_stored)
         return cast("Deferred[object]", d)
+
+    def _not_stored(self, failure: Failure) -> Failure:
+        metrics.MESSAGES.labels(self.name, "failed").inc()
+        return failure
 
     def _stored(self, stored: repository.StoredMessage, length: int
                 ) -> repository.StoredMessage:
+        metrics.MESSAGES.labels(self.name, "repeat" if stored.repeat else "stored").inc()
+        for decision in stored.decisions:
+            metrics.RULE_DECISIONS.labels(decision).inc()
         if stored.repeat:
             self._log.info("message-repeat", message_id=stored.message_id, length=length,
                            results=len(stored.result_ids))
@@ -200,6 +211,7 @@ class StoreSink:
                        callbackArgs=(item,), errbackArgs=(item,))
 
     def _incomplete_stored(self, session: int, item: IncompleteTransmission) -> None:
+        metrics.MESSAGES.labels(self.name, "incomplete").inc()
         self._log.info("incomplete-stored", raw_session_id=session, length=len(item.raw),
                        reason=item.reason)
 

@@ -37,6 +37,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from lis_gateway import metrics
 from lis_gateway.adapters.astm_protocol import AstmLinkProtocol, SendError
 from lis_gateway.astm.host_query import (
     ACTION_ADD,
@@ -217,7 +218,7 @@ class DownloadService(Service):
         text, unsendable, why = compose(job, target.codes, now=self._now(),
                                         encoding=target.encoding)
         if unsendable:
-            self._record(unsendable, downloads.NOT_SENT, why, None)
+            self._record(unsendable, downloads.NOT_SENT, why, None, target.name)
         sendable = [r.id for r in job.rows if r.id not in unsendable]
         if text is None:
             self._next(target, queue)
@@ -225,16 +226,20 @@ class DownloadService(Service):
         self._log.info("download-sending", analyzer=target.name, rows=len(sendable),
                        action=job.rows[0].action)
         d = protocol.send_tracked(text)
-        d.addBoth(self._sent, sendable, text).addBoth(lambda _: self._next(target, queue))
+        d.addBoth(self._sent, sendable, text, target.name).addBoth(
+            lambda _: self._next(target, queue))
 
-    def _sent(self, outcome: Failure | None, ids: list[int], text: bytes) -> Deferred[None]:
+    def _sent(self, outcome: Failure | None, ids: list[int], text: bytes, analyzer: str
+              ) -> Deferred[None]:
         if isinstance(outcome, Failure):
-            return self._record(ids, downloads.PENDING, _reason(outcome), None)
-        return self._record(ids, downloads.SENT, "", text)
+            return self._record(ids, downloads.PENDING, _reason(outcome), None, analyzer)
+        return self._record(ids, downloads.SENT, "", text, analyzer)
 
-    def _record(self, ids: list[int], state: str, error: str, payload: bytes | None
-                ) -> Deferred[None]:
-        self._log.info("download-recorded", rows=len(ids), state=state, error=error)
+    def _record(self, ids: list[int], state: str, error: str, payload: bytes | None,
+                analyzer: str) -> Deferred[None]:
+        self._log.info("download-recorded", analyzer=analyzer, rows=len(ids), state=state,
+                       error=error)
+        metrics.DOWNLOADS.labels(analyzer, state).inc(len(ids))
         d = self._pool.run(downloads.record, ids, state, self._now(), error=error,
                            payload=payload)
         d.addErrback(self._failed, "downloads-record-failed")

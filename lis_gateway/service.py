@@ -143,7 +143,7 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
         return AstmLinkProtocol(driver.link_config(), reactor, driver.encoding, sink,
                                 recorder, session_log,
                                 orders=None if orders is NO_ORDERS else orders,
-                                presence=presence)
+                                presence=presence, analyzer=link.name)
 
     return build
 
@@ -273,15 +273,20 @@ def download_service(targets: Sequence[PushTarget], pool: RunsWork, reactor: Any
 
 def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
                 tables: Iterable[MappingTable] = (),
-                download_to: Mapping[str, frozenset[str]] | None = None) -> IService:
-    """The HTTP side (``[web] listen``): health and, with a token, the HIS's API."""
+                download_to: Mapping[str, frozenset[str]] | None = None,
+                listening: Sequence[tuple[str, Callable[[], bool]]] = ()) -> IService:
+    """The HTTP side (``[web] listen``): the validation web app, health, metrics,
+    readiness (``listening``: each server link's name and whether it listens) and,
+    with a token, the HIS's API."""
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
     from lis_gateway.adapters.tcp import LinkServerService
     from lis_gateway.export.xml4_build import indicators
     from lis_gateway.web.api_orders import OrdersResource
     from lis_gateway.web.api_xml4 import Xml4Resource
+    from lis_gateway.web.health import Ready
     from lis_gateway.web.site import build_site
+    from lis_gateway.webapp import webapp_resource
 
     assert config.web_listen is not None
     host, port = config.web_listen
@@ -289,9 +294,13 @@ def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
     orders = (OrdersResource(pool, token, zone=zone, download_to=download_to) if token
               else None)
     xml4 = Xml4Resource(pool, token, indicators(tables), zone=zone) if token else None
+    app = webapp_resource(pool, reactor, config.policy,
+                          secure_cookies=config.web_secure_cookies, zone=zone)
     log = structlog.get_logger("lis_gateway.web")
     service = LinkServerService(TCP4ServerEndpoint(reactor, port, interface=host),
-                                build_site(orders, xml4), log=log)
+                                build_site(orders, xml4, app=app,
+                                           ready=Ready(pool, listening)),
+                                log=log)
     service.setName(WEB_SERVICE)
     return service
 
@@ -380,18 +389,33 @@ def run_gateway(config: GatewayConfig, *,
     def orders_for(link: LinkSpec) -> OrderSource:
         return StoreOrderSource(pool, tables.get(link.driver.table_name), hospital)
 
+    started: list[MultiService] = []  # the root, once running (for readiness)
+
+    def listens(name: str) -> Callable[[], bool]:
+        def check() -> bool:
+            service = started[0].getServiceNamed(name) if started else None
+            return isinstance(service, LinkServerService) and service.listening
+        return check
+
+    listening = [(link.name, listens(link.name)) for link in links_and_orders
+                 if link.transport == "tcp-server"]
+
     def outbox_workers(reactor: Any) -> list[IService]:
         services = [destination_service(d, pool, reactor) for d in config.destinations]
         services.append(download_service(targets, pool, reactor))
         if config.web_listen is not None:
             services.append(web_service(config, pool, reactor,
                                         [t for t in tables.values() if t is not None],
-                                        download_to=download_to))
+                                        download_to=download_to, listening=listening))
         return services
+
+    def running(root: MultiService, reactor: Any) -> Deferred[Any] | None:
+        started.append(root)
+        return on_running(root, reactor) if on_running is not None else None
 
     pool.start()
     try:
-        return run(links_and_orders, sink_for, on_running=on_running, after_stop=pool.stop,
+        return run(links_and_orders, sink_for, on_running=running, after_stop=pool.stop,
                    recorders=recorder_for, extra_services=outbox_workers,
                    order_sources=orders_for, presences={t.name: t for t in targets})
     finally:

@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
+from lis_gateway import metrics
 from lis_gateway.astm.assembler import (
     AssemblerEvent,
     AstmMessage,
@@ -164,14 +165,17 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             out when the analyzer has ended its session.
         presence: told when this connection is up and when it is gone (what
             pushes work to the analyzer uses the connection that is up).
+        analyzer: the link's configured name, the label of its metrics.
     """
 
     def __init__(self, config: LinkConfig, clock: IReactorTime, encoding: str, sink: Sink,
                  recorder: Recorder | None = None,
                  log: FilteringBoundLogger | None = None,
                  orders: OrderSource | None = None,
-                 presence: LinkPresence | None = None) -> None:
+                 presence: LinkPresence | None = None, analyzer: str = "") -> None:
         super().__init__(clock, sink, recorder, log, "astm")
+        self._analyzer = analyzer  # the metrics label (the configured link name)
+        self._held_at = 0.0  # when the ACK of the completing frame started waiting
         self._orders = orders
         self._presence = presence
         #: messages queued with send_tracked, oldest first, with who waits for them
@@ -188,6 +192,7 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
     def connectionMade(self) -> None:
         """Write anything queued before the connection existed, arm the timer."""
         super().connectionMade()
+        metrics.LINKS_UP.labels(self._analyzer).inc()
         self._turn()
         if self._presence is not None:
             self._presence.connected(self)
@@ -202,6 +207,7 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         """Void any transfer, hand back unsent messages, stop the timer."""
         self._closed = True
         self._hold = None
+        metrics.LINKS_UP.labels(self._analyzer).dec()
         self.link.connection_lost(self._clock.seconds())
         self._turn()
         if self._presence is not None:
@@ -299,6 +305,12 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
                 self._log_event(event)
 
     def _log_event(self, event: Event) -> None:
+        if isinstance(event, FrameRejected):
+            metrics.FRAMES.labels(self._analyzer, "rejected").inc()
+            metrics.FRAME_REJECTIONS.labels(self._analyzer,
+                                            event.problem.value).inc()
+        elif isinstance(event, DuplicateFrame):
+            metrics.FRAMES.labels(self._analyzer, "duplicate").inc()
         known = _LOGGED_EVENTS.get(type(event))
         if known is None:  # a newer core event: its fields are unknown, so log only its kind
             self._log.info("link-event", kind=type(event).__name__)
@@ -308,6 +320,7 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         getattr(self._log, level)(name, **fields)
 
     def _on_frame(self, event: FrameAccepted) -> None:
+        metrics.FRAMES.labels(self._analyzer, "accepted").inc()
         self._log.debug("frame-accepted", fn=event.fn, offset=event.offset,
                         length=len(event.text), final=event.final)
         self._refused = False
@@ -326,6 +339,7 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             return
         token = object()
         self._hold = token
+        self._held_at = self._clock.seconds()
         for msg in messages:
             self._log_message(msg, acked=True)
         d = gatherResults(
@@ -340,7 +354,9 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             self._log.warning("ack-dropped", reason="transfer ended before the sink finished")
             return
         self._hold = None
-        self.link.acknowledge(self._clock.seconds())
+        now = self._clock.seconds()
+        metrics.COMMIT_ACK.labels(self._analyzer).observe(max(0.0, now - self._held_at))
+        self.link.acknowledge(now)
         self._turn()
         for msg in messages or ():
             self._answer_queries(msg)

@@ -98,6 +98,11 @@ class LinkServerService(Service):
             return None
         return port.stopListening()
 
+    @property
+    def listening(self) -> bool:
+        """The port is open (for readiness checks)."""
+        return self._port is not None
+
     def when_listening(self) -> Deferred[IListeningPort]:
         """A Deferred that fires with the listening port (or the failure to listen)."""
         d: Deferred[IListeningPort] = Deferred()

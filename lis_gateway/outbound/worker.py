@@ -36,10 +36,18 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from lis_gateway import metrics
 from lis_gateway.hl7.errors import BuildError
 from lis_gateway.ingest import RunsWork
 from lis_gateway.outbound.channel import Channel
-from lis_gateway.outbound.delivery import DEFAULT_BACKOFF, Backoff, DeliveryStatus, decide
+from lis_gateway.outbound.delivery import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    Decision,
+    DeliveryStatus,
+    EntryState,
+    decide,
+)
 from lis_gateway.outbound.sender import DeliveryReport
 from lis_gateway.store import outbox
 
@@ -51,17 +59,29 @@ POLL_INTERVAL = 2.0
 #: release committed late with a smaller id (concurrent writers) is not missed.
 LOOKBACK_EVENTS = 10_000
 
-_Found = tuple[int, tuple[outbox.OutboxEntry, outbox.OutboundResult] | None]
+_Found = tuple[int, tuple[outbox.OutboxEntry, outbox.OutboundResult] | None, outbox.Depth]
 
 
 def _next_entry(conn: Connection, destination: str, now: datetime, after_event_id: int
                 ) -> _Found:
     mark = outbox.last_event_id(conn)
     outbox.enqueue_released(conn, destination, now, after_event_id=after_event_id)
+    depth = outbox.depth(conn, destination, now)
     found = outbox.due(conn, destination, now, 1)
     if not found:
-        return mark, None
-    return mark, (found[0], outbox.payload(conn, found[0].id))
+        return mark, None, depth
+    return mark, (found[0], outbox.payload(conn, found[0].id)), depth
+
+
+def _record_attempt(conn: Connection, entry: outbox.OutboxEntry, status: DeliveryStatus,
+                    decision: Decision, *, error: str, at: datetime,
+                    next_attempt_at: datetime | None) -> datetime | None:
+    """Record the attempt; when it delivered a result, when that result was received."""
+    outbox.record_attempt(conn, entry.id, status, decision, error=error, at=at,
+                          next_attempt_at=next_attempt_at)
+    if decision.state is not EntryState.DELIVERED or entry.kind != outbox.RESULT:
+        return None
+    return outbox.received_at(conn, entry.result_id)
 
 
 class OutboxWorker(Service):
@@ -142,7 +162,10 @@ class OutboxWorker(Service):
         d.addErrback(self._failed, "outbox-read-failed")
 
     def _got(self, looked: _Found) -> Deferred[Any] | None:
-        self._mark, found = looked
+        self._mark, found, depth = looked
+        metrics.OUTBOX_DEPTH.labels(self.destination, "pending").set(depth.pending)
+        metrics.OUTBOX_DEPTH.labels(self.destination, "dead").set(depth.dead)
+        metrics.OUTBOX_OLDEST.labels(self.destination).set(depth.oldest_seconds)
         if found is None:
             self._done(self.poll_interval)
             return None
@@ -162,11 +185,14 @@ class OutboxWorker(Service):
             return self._record(entry, DeliveryStatus.UNBUILDABLE,
                                 f"message could not be built ({type(exc).__name__})")
         self._sending = self._channel.send(payload, entry.control_id)
-        self._sending.addCallback(self._answered, entry)
+        self._sending.addCallback(self._answered, entry, self._clock.seconds())
         return self._sending
 
-    def _answered(self, report: DeliveryReport, entry: outbox.OutboxEntry) -> Deferred[Any]:
+    def _answered(self, report: DeliveryReport, entry: outbox.OutboxEntry,
+                  sent_at: float) -> Deferred[Any]:
         self._sending = None
+        metrics.HIS_ACK.labels(self.destination).observe(
+            max(0.0, self._clock.seconds() - sent_at))
         return self._record(entry, report.status, report.text)
 
     def _record(self, entry: outbox.OutboxEntry, status: DeliveryStatus,
@@ -179,11 +205,18 @@ class OutboxWorker(Service):
                if decision.next_attempt_at is not None else None)
         self._log.info("outbox-attempt", entry=entry.id, control_id=entry.control_id,
                        status=status.value, attempts=attempts, state=decision.state.value)
-        d = self._pool.run(outbox.record_attempt, entry.id, status, decision, error=text, at=at,
+        metrics.DELIVERY.labels(self.destination, status.value).inc()
+        d = self._pool.run(_record_attempt, entry, status, decision, error=text, at=at,
                            next_attempt_at=nxt)
-        d.addCallback(lambda _: self._done(0))
+        d.addCallback(self._recorded, at)
         d.addErrback(self._failed, "outbox-record-failed")
         return d
+
+    def _recorded(self, received: datetime | None, at: datetime) -> None:
+        if received is not None:
+            metrics.END_TO_END.labels(self.destination).observe(
+                max(0.0, (at - received).total_seconds()))
+        self._done(0)
 
     def _failed(self, failure: Failure, event: str) -> None:
         self._sending = None

@@ -177,6 +177,37 @@ def last_event_id(conn: Connection) -> int:
     return int(conn.execute(select(func.max(s.validation_events.c.id))).scalar() or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Depth:
+    """What waits for one destination (for metrics): counts and the oldest wait."""
+
+    pending: int
+    dead: int
+    oldest_seconds: float  #: age of the oldest undelivered entry (0 when none)
+
+
+def depth(conn: Connection, destination: str, now: datetime) -> Depth:
+    """Undelivered entries of ``destination``: pending, dead, and the oldest one's age."""
+    o = s.outbox
+    counts: dict[str, int] = dict(conn.execute(select(o.c.state, func.count()).where(
+        o.c.destination == destination, o.c.state != EntryState.DELIVERED.value)
+        .group_by(o.c.state)).tuples().all())
+    oldest = conn.execute(select(func.min(o.c.created_at)).where(
+        o.c.destination == destination,
+        o.c.state != EntryState.DELIVERED.value)).scalar()
+    age = 0.0 if oldest is None else max(
+        0.0, (require_aware(now, "now") - as_utc(oldest)).total_seconds())
+    return Depth(int(counts.get(EntryState.PENDING.value, 0)),
+                 int(counts.get(EntryState.DEAD.value, 0)), age)
+
+
+def received_at(conn: Connection, result_id: int) -> datetime:
+    """When the message carrying a result was first stored (end-to-end latency)."""
+    return as_utc(conn.execute(select(s.messages.c.received_at).join(
+        s.results, s.results.c.message_id == s.messages.c.id).where(
+        s.results.c.id == result_id)).scalar_one())
+
+
 def due(conn: Connection, destination: str, now: datetime, limit: int = 1) -> list[OutboxEntry]:
     """Pending entries of ``destination`` whose time has come, oldest first.
 

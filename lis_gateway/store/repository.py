@@ -99,6 +99,8 @@ class StoredMessage:
     new_result_ids: tuple[int, ...]
     #: for each of ``new_result_ids``, the index of its result in the ``results`` given
     new_result_index: tuple[int, ...] = ()
+    #: the state each judged new result reached (autoverified, held), for metrics
+    decisions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

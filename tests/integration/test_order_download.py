@@ -14,6 +14,7 @@ import re
 import socket
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -166,5 +167,18 @@ listen = "127.0.0.1:0"
             ("chem2", "CD0010", "rerun", "G1")]
         retried = cli(config, "downloads", "retry", str(listed[0]["id"]), "--user", "lan")
         assert "is pending again" in retried.stdout
+
+        # the same process's /metrics counted what crossed the links; /readyz is ready
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            scraped = answer.read().decode()
+        for line in ('lis_gateway_frames_total{analyzer="chem1",outcome="accepted"}',
+                     'lis_gateway_messages_total{analyzer="chem1",outcome="stored"} 1.0',
+                     'lis_gateway_messages_total{analyzer="chem2",outcome="stored"} 1.0',
+                     'lis_gateway_downloads_total{analyzer="chem1",state="sent"} 5.0',
+                     'lis_gateway_commit_ack_seconds_count{analyzer="chem1"} 1.0'):
+            assert line in scraped, line
+        assert "BN0009" not in scraped and "Nguy" not in scraped
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+            assert (answer.status, answer.read()) == (200, b"ready\n")
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")
