@@ -323,34 +323,25 @@ def build_parser() -> argparse.ArgumentParser:
     config_option(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("retract", help="withdraw a released result (lab doctor)",
-                       description=(
-                           "As USER (a lab doctor), withdraw the released result of TEST on "
-                           "SAMPLE, e.g. a sample of the wrong patient. A reason is "
-                           "required and audited; every destination is then sent a "
-                           "deletion (HL7 OBX-11 D, FHIR entered-in-error, REST status D)."))
-    p.add_argument("sample", metavar="SAMPLE")
-    p.add_argument("test", metavar="TEST", help="the local or analyzer test code")
-    p.add_argument("--user", required=True, metavar="NAME")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    config_option(p)
-    p.set_defaults(func=cmd_retract)
-
-    p = sub.add_parser("rerun", help="ask for a rerun of a result (sent to the analyzer)",
-                       description=(
-                           "As USER, ask for a rerun of the result of TEST on SAMPLE (not yet "
-                           "released; a reason is required and audited). An analyzer "
-                           "configured with order_download = true is sent the test again "
-                           "by the running gateway; for others the rerun is done at the "
-                           "analyzer, and the queue says so."))
-    p.add_argument("sample", metavar="SAMPLE")
-    p.add_argument("test", metavar="TEST", help="the local or analyzer test code")
-    p.add_argument("--user", required=True, metavar="NAME")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    config_option(p)
-    p.set_defaults(func=cmd_rerun)
+    for name, func, short, long in (
+            ("retract", cmd_retract, "withdraw a released result (lab doctor)",
+             "As USER (a lab doctor), withdraw the released result of TEST on SAMPLE, e.g. "
+             "a sample of the wrong patient. A reason is required and audited; every "
+             "destination is then sent a deletion (HL7 OBX-11 D, FHIR entered-in-error, "
+             "REST status D)."),
+            ("rerun", cmd_rerun, "ask for a rerun of a result (sent to the analyzer)",
+             "As USER, ask for a rerun of the result of TEST on SAMPLE (not yet released; a "
+             "reason is required and audited). An analyzer configured with order_download "
+             "= true is sent the test again by the running gateway; for others the rerun "
+             "is done at the analyzer, and the queue says so.")):
+        p = sub.add_parser(name, help=short, description=long)
+        p.add_argument("sample", metavar="SAMPLE")
+        p.add_argument("test", metavar="TEST", help="the local or analyzer test code")
+        p.add_argument("--user", required=True, metavar="NAME")
+        p.add_argument("--reason", required=True)
+        p.add_argument("--json", action="store_true", help="one JSON object")
+        config_option(p)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("reprocess", help="re-map held results and re-evaluate the rules",
                        description=(

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from typing import TYPE_CHECKING
 
+from lis_gateway.cli_outbox import retry_each
 from lis_gateway.cli_store import _load_config, _now, _open_store, _source, config_option
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 def cmd_downloads_list(args: argparse.Namespace) -> int:
@@ -36,37 +40,14 @@ def cmd_downloads_list(args: argparse.Namespace) -> int:
 
 def cmd_downloads_retry(args: argparse.Namespace) -> int:
     """Put not-sent rows back in line (audited under the user's name)."""
-    from lis_gateway.store import downloads, repository
-    from lis_gateway.store._common import StoreError
+    from lis_gateway.store import downloads
 
-    config = _load_config(args)
-    if config is None:
-        return 2
-    engine = _open_store(config)
-    if engine is None:
-        return 1
-    status = 0
-    try:
-        with engine.begin() as conn:
-            try:
-                user = repository.get_user(conn, args.user)
-            except repository.NotFoundError:
-                print(f"no user {args.user!r}", file=sys.stderr)
-                return 2
-        for download_id in args.ids:
-            try:
-                with engine.begin() as conn:
-                    row = downloads.retry(conn, download_id, actor=user.username, at=_now(),
-                                          source=_source())
-            except StoreError as exc:
-                print(f"download {download_id}: {exc}", file=sys.stderr)
-                status = 1
-                continue
-            print(f"download {row.id} ({row.accession} {row.test_code} to {row.analyzer}) "
-                  "is pending again")
-    finally:
-        engine.dispose()
-    return status
+    def one(conn: Connection, download_id: int, username: str) -> str:
+        row = downloads.retry(conn, download_id, actor=username, at=_now(), source=_source())
+        return (f"download {row.id} ({row.accession} {row.test_code} to {row.analyzer}) "
+                "is pending again")
+
+    return retry_each(args, args.ids, "download", one)
 
 
 def add_downloads_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

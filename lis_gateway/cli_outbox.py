@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from lis_gateway.cli_store import _load_config, _now, _open_store, _source, config_option
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 def cmd_outbox_list(args: argparse.Namespace) -> int:
@@ -46,7 +51,21 @@ def cmd_outbox_list(args: argparse.Namespace) -> int:
 
 def cmd_outbox_retry(args: argparse.Namespace) -> int:
     """Put dead-lettered entries back in line (audited under the user's name)."""
-    from lis_gateway.store import outbox, repository
+    from lis_gateway.store import outbox
+
+    def one(conn: Connection, entry_id: int, username: str) -> str:
+        entry = outbox.retry(conn, entry_id, actor=username, at=_now(), source=_source())
+        return (f"outbox entry {entry.id} ({entry.accession} {entry.test_code} to "
+                f"{entry.destination}) is pending again")
+
+    return retry_each(args, args.entries, "outbox entry", one)
+
+
+def retry_each(args: argparse.Namespace, ids: Sequence[int], what: str,
+               one: Callable[[Connection, int, str], str]) -> int:
+    """As an active user, run ``one`` on each id in its own transaction; print each
+    outcome (a refusal on standard error, exit status 1)."""
+    from lis_gateway.store import repository
     from lis_gateway.store._common import StoreError
 
     config = _load_config(args)
@@ -66,17 +85,13 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
             if not user.active:
                 print(f"user {args.user!r} is disabled", file=sys.stderr)
                 return 2
-        for entry_id in args.entries:
+        for item in ids:
             try:
                 with engine.begin() as conn:
-                    entry = outbox.retry(conn, entry_id, actor=user.username, at=_now(),
-                                         source=_source())
+                    print(one(conn, item, user.username))
             except StoreError as exc:
-                print(f"outbox entry {entry_id}: {exc}", file=sys.stderr)
+                print(f"{what} {item}: {exc}", file=sys.stderr)
                 status = 1
-                continue
-            print(f"outbox entry {entry.id} ({entry.accession} {entry.test_code} to "
-                  f"{entry.destination}) is pending again")
     finally:
         engine.dispose()
     return status
