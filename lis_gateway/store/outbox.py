@@ -189,9 +189,10 @@ class Depth:
 def depth(conn: Connection, destination: str, now: datetime) -> Depth:
     """Undelivered entries of ``destination``: pending, dead, and the oldest one's age."""
     o = s.outbox
-    counts: dict[str, int] = dict(conn.execute(select(o.c.state, func.count()).where(
-        o.c.destination == destination, o.c.state != EntryState.DELIVERED.value)
-        .group_by(o.c.state)).tuples().all())
+    counts: dict[str, int] = {row[0]: int(row[1]) for row in conn.execute(
+        select(o.c.state, func.count()).where(
+            o.c.destination == destination, o.c.state != EntryState.DELIVERED.value)
+        .group_by(o.c.state)).all()}
     oldest = conn.execute(select(func.min(o.c.created_at)).where(
         o.c.destination == destination,
         o.c.state != EntryState.DELIVERED.value)).scalar()
