@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from lis_gateway.cli_outbox import retry_each
-from lis_gateway.cli_store import _load_config, _now, _open_store, _source, config_option
+from lis_gateway.cli_store import _now, _source, config_option, in_store
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -17,17 +17,9 @@ def cmd_downloads_list(args: argparse.Namespace) -> int:
     """Print the downloads queue, oldest first (optionally one state)."""
     from lis_gateway.store import downloads
 
-    config = _load_config(args)
-    if config is None:
-        return 2
-    engine = _open_store(config)
-    if engine is None:
-        return 1
-    try:
-        with engine.begin() as conn:
-            rows = downloads.listing(conn, args.state)
-    finally:
-        engine.dispose()
+    status, rows = in_store(args, lambda conn, _config: downloads.listing(conn, args.state))
+    if rows is None:
+        return status
     for row in rows:
         if args.json:
             print(json.dumps(row.to_dict(), ensure_ascii=False))

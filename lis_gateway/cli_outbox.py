@@ -9,7 +9,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from lis_gateway.cli_store import _load_config, _now, _open_store, _source, config_option
+from lis_gateway.cli_store import (
+    _load_config,
+    _now,
+    _open_store,
+    _source,
+    config_option,
+    in_store,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -21,19 +28,12 @@ def cmd_outbox_list(args: argparse.Namespace) -> int:
     from lis_gateway.outbound.delivery import EntryState
     from lis_gateway.store import outbox
 
-    config = _load_config(args)
-    if config is None:
-        return 2
-    engine = _open_store(config)
-    if engine is None:
-        return 1
-    try:
-        with engine.begin() as conn:  # read-only: queueing is the running gateway's job
-            entries = outbox.entries(conn, destination=args.destination,
-                                     state=None if args.state is None
-                                     else EntryState(args.state))
-    finally:
-        engine.dispose()
+    # read-only: queueing is the running gateway's job
+    status, entries = in_store(args, lambda conn, _config: outbox.entries(
+        conn, destination=args.destination,
+        state=None if args.state is None else EntryState(args.state)))
+    if entries is None:
+        return status
     for entry in entries:
         if args.json:
             print(json.dumps(entry.to_dict(), ensure_ascii=False))

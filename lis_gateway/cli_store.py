@@ -236,6 +236,17 @@ def _as_user(args: argparse.Namespace, work: Callable[[Connection, GatewayConfig
     from lis_gateway.store import repository
     from lis_gateway.validation import UserRefusedError
 
+    try:
+        return in_store(args, work)
+    except (UserRefusedError, repository.NotFoundError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1, None
+
+
+def in_store(args: argparse.Namespace, work: Callable[[Connection, GatewayConfig], _T]
+             ) -> tuple[int, _T | None]:
+    """Run ``work`` in one transaction of the configured store: (0, its result), or a
+    status after printing why not (2: configuration, 1: store)."""
     config = _load_config(args)
     if config is None:
         return 2, None
@@ -245,9 +256,6 @@ def _as_user(args: argparse.Namespace, work: Callable[[Connection, GatewayConfig
     try:
         with engine.begin() as conn:
             return 0, work(conn, config)
-    except (UserRefusedError, repository.NotFoundError) as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 1, None
     finally:
         engine.dispose()
 
