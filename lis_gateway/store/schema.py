@@ -29,6 +29,9 @@ What is kept and why it looks the way it does:
   its stable MSH-10, attempts, next attempt time and the destination's last
   answer; entries are only ever added, their state moves
   pending -> delivered, or pending -> dead -> pending when a person retries.
+* ``user_sections`` and ``analyzers.section``: per-section authorisation; an
+  analyzer's section comes from the configuration (kept in step at start), a
+  user's sections are given with ``lis-gateway user``.
 * ``downloads``: work pushed to analyzers that take it (``order_download``):
   a sample's new or cancelled orders, a rerun request; pending until the
   analyzer acknowledged the whole message, then sent (or not-sent with why).
@@ -74,6 +77,8 @@ analyzers = Table(
     Column("name", String(100), nullable=False, unique=True),
     Column("family", String(100), nullable=False, default=""),
     _ts("created_at"),
+    #: the lab section its results belong to (``section`` in the configuration; "" none)
+    Column("section", String(100), nullable=False, server_default=""),
 )
 
 raw_sessions = Table(
@@ -252,6 +257,13 @@ user_roles = Table(
     "user_roles", metadata,
     Column("user_id", ForeignKey("users.id"), primary_key=True),
     Column("role_id", ForeignKey("roles.id"), primary_key=True),
+)
+
+#: The lab sections (haematology, biochemistry, ...) whose results a user may act on.
+user_sections = Table(
+    "user_sections", metadata,
+    Column("user_id", ForeignKey("users.id"), primary_key=True),
+    Column("section", String(100), primary_key=True),
 )
 
 validation_events = Table(
