@@ -28,6 +28,7 @@ from lis_gateway.lifecycle import (
     ResultState,
     Transition,
     apply,
+    may_send_final,
     policy_for,
 )
 from lis_gateway.mapping import MappingTable
@@ -40,6 +41,8 @@ from lis_gateway.store.orders import order_hold_reason
 NO_RULES_REASON = "no rule set configured"
 #: Who holds when no rule set is configured.
 NO_RULES_ACTOR = Actor.rule("no-rule-set", "none")
+#: Who releases autoverified results when the policy says so.
+AUTORELEASE_ACTOR = Actor.system("autorelease")
 #: The hold reason added when a critical value would have been autoverified.
 CRITICAL_REASON = "critical value: always held"
 
@@ -104,8 +107,12 @@ def judge_result(conn: Connection, result_id: int, result: NormalizedResult,
         at: timezone-aware time of the decision.
         source: for the audit log.
 
+    With the policy's ``release_autoverified``, an AUTOVERIFIED result is then
+    released by :data:`AUTORELEASE_ACTOR` in the same transaction (the outbox
+    worker picks the release up like a person's).
+
     Returns:
-        The recorded transition (HOLD or AUTOVERIFY).
+        The recorded judging transition (HOLD or AUTOVERIFY).
     """
     info = repository.get_result(conn, result_id)
     version_id = info.latest.id
@@ -132,4 +139,8 @@ def judge_result(conn: Connection, result_id: int, result: NormalizedResult,
         reasons = (unordered,)
     judgements.record_transition(conn, version_id, transition, at, reasons=reasons,
                                  source=source)
+    if transition.to_state is ResultState.AUTOVERIFIED and policy.release_autoverified:
+        release = apply(ResultState.AUTOVERIFIED, Action.RELEASE, AUTORELEASE_ACTOR, policy)
+        if may_send_final([transition, release], policy):
+            judgements.record_transition(conn, version_id, release, at, source=source)
     return transition

@@ -18,6 +18,8 @@ The accepted shape::
     require_approval = true               # a lab doctor approves before release
     autoverified_skips_technician = false
     distinct_approver = true              # the approver is not the validator
+    release_autoverified = false          # the gateway releases autoverified results
+                                          # (needs the two-step rules above relaxed)
 
     [[destinations]]                      # optional: where released results go
     name = "his"                          # the outbox key; keep it stable
@@ -372,7 +374,8 @@ class _Checker:
 
     def policy(self, table: Mapping[str, Any]) -> Policies:
         """``[lifecycle]``: the default policy and ``[[lifecycle.groups]]``."""
-        keys = ("require_approval", "autoverified_skips_technician", "distinct_approver")
+        keys = ("require_approval", "autoverified_skips_technician", "distinct_approver",
+                "release_autoverified")
         self.unknown("lifecycle", table, frozenset((*keys, "groups")))
         default = self._policy_values("lifecycle", table, keys, Policy())
         groups: list[GroupPolicy] = []
@@ -415,7 +418,13 @@ class _Checker:
                 else:
                     self.problem(f"{path}.{key}", f"expected true or false, got "
                                  f"{_kind(table[key])}")
-        return dataclasses.replace(base, **values)
+        policy = dataclasses.replace(base, **values)
+        if policy.release_autoverified and (policy.require_approval
+                                            or not policy.autoverified_skips_technician):
+            self.problem(f"{path}.release_autoverified",
+                         "needs require_approval = false and autoverified_skips_technician "
+                         "= true (an autoverified result is then released by the gateway)")
+        return policy
 
     def directories(self, value: object) -> list[Path]:
         if value is None:

@@ -29,6 +29,9 @@ Policy (per test group) removes steps, never adds paths the table lacks:
   doctor may still approve first: approval is then optional, not skipped).
 * ``autoverified_skips_technician``: an AUTOVERIFIED result may go straight
   to APPROVE or, when approval is not required, to RELEASE.
+* ``release_autoverified``: the gateway itself releases an AUTOVERIFIED result
+  (actor SYSTEM ``autorelease``) in the transaction that autoverified it; it
+  needs both policies above, so that release is a legal table row.
 * ``distinct_approver``: the doctor who approves must not be the person who
   validated. :func:`apply` sees only a state, so this four-eyes rule is
   checked over the history by :func:`may_send_final`.
@@ -167,11 +170,16 @@ class Policy:
         require_approval: a lab doctor must approve before release.
         autoverified_skips_technician: autoverified results need no technician.
         distinct_approver: the approver must not be the technical validator.
+        release_autoverified: the gateway releases an AUTOVERIFIED result at once
+            (a SYSTEM actor); only meaningful with ``require_approval`` false and
+            ``autoverified_skips_technician`` true (the configuration refuses
+            anything else), since the release must be legal under the table.
     """
 
     require_approval: bool = True
     autoverified_skips_technician: bool = False
     distinct_approver: bool = True
+    release_autoverified: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,6 +220,19 @@ tests = []
     assert "lifecycle.groups[2].tests" in text
 
 
+def test_release_autoverified_needs_the_one_step_policy(tmp_path: Path) -> None:
+    """The automatic release is accepted with approval off and the technician skipped;
+    with the default two-step policy it is refused, located, instead of silently ignored."""
+    link = analyzer('name = "a"\ndriver = "sysmex-xn"\ntransport = "tcp-server"\n'
+                    'listen = "127.0.0.1:15001"\n')
+    good = (b"[lifecycle]\nrequire_approval = false\nautoverified_skips_technician = true\n"
+            b"release_autoverified = true\n")
+    assert parse_config(link + good, tmp_path / "gw.toml").policy.default.release_autoverified
+    found = problems(link + b"[lifecycle]\nrelease_autoverified = true\n", tmp_path)
+    assert any(p.startswith("lifecycle.release_autoverified") and "require_approval = false"
+               in p for p in found), found
+
+
 ONE_ANALYZER = analyzer('name = "chem1"\ndriver = "roche-cobas"\ntransport = "tcp-server"\n'
                         'listen = "127.0.0.1:0"\n')
 

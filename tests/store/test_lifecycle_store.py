@@ -12,6 +12,7 @@ from lis_gateway.autoverify import NO_RULES_REASON, Autoverification
 from lis_gateway.ingest import store_for_analyzer
 from lis_gateway.lifecycle import (
     Action,
+    ActorKind,
     GroupPolicy,
     Policies,
     Policy,
@@ -21,7 +22,7 @@ from lis_gateway.lifecycle import (
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import SHADOW_REASON
 from lis_gateway.rules_file import load_rules
-from lis_gateway.store import judgements
+from lis_gateway.store import judgements, outbox
 from lis_gateway.store import repository as repo
 from lis_gateway.store.users import check_password
 from lis_gateway.validation import UserRefusedError, validate_sample
@@ -191,6 +192,34 @@ def test_one_step_policy_releases_after_validation(engine: Engine) -> None:
     assert validate(engine, "lan", policy=one_step) == [
         (S.RELEASED, (Action.VALIDATE, Action.RELEASE), "")]
     assert status(engine, rid).state is S.RELEASED
+
+
+AUTORELEASE = Policy(require_approval=False, autoverified_skips_technician=True,
+                     release_autoverified=True)
+
+
+def test_release_autoverified_policy_releases_passing_results_and_queues_them(
+        engine: Engine) -> None:
+    """With ``release_autoverified`` the gateway releases what the rules autoverify, in the
+    same transaction, as the SYSTEM actor; the outbox then queues it. Held ones wait."""
+    [ok, high] = ingest(engine, [result(), result(test="GLU2", value="12.0")],
+                        policy=AUTORELEASE)
+    assert status(engine, ok).state is S.RELEASED
+    assert status(engine, high).state is S.HELD
+    version_id = status(engine, ok).version_id
+    with engine.begin() as conn:
+        history = judgements.version_history(conn, version_id)
+        queued = outbox.enqueue_released(conn, "his", T0)
+    assert [(t.action, t.actor.kind) for t in history] == [
+        (Action.AUTOVERIFY, ActorKind.RULE), (Action.RELEASE, ActorKind.SYSTEM)]
+    assert history[-1].actor.id == "autorelease"
+    assert queued == 1
+
+
+def test_critical_values_are_never_released_automatically(engine: Engine) -> None:
+    """A critical value stays held under ``release_autoverified`` (a person must call)."""
+    [rid] = ingest(engine, [dataclasses.replace(result(), critical="HH")], policy=AUTORELEASE)
+    assert status(engine, rid).state is S.HELD
 
 
 def test_each_result_follows_its_test_groups_policy(engine: Engine) -> None:
