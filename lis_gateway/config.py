@@ -60,6 +60,8 @@ The accepted shape::
     listen = "127.0.0.1:15001"            # tcp-server
     # unsolicited = true                  # results need no HIS order (with [orders])
     # order_download = true               # push orders and reruns to it (ASTM E1381)
+    # section = "haematology"             # its lab section: only people holding it see
+    #                                     # and act on its results (all analyzers or none)
     # host = "10.0.0.5"  port = 5000      # tcp-client
     # device = "/dev/ttyUSB0"  baudrate = 9600  (bytesize, parity, stopbits)  # serial
 
@@ -102,7 +104,8 @@ _TRANSPORT_KEYS: Mapping[str, frozenset[str]] = {
     "tcp-client": frozenset({"host", "port"}),
     "serial": frozenset({"device", "baudrate", "bytesize", "parity", "stopbits"}),
 }
-_COMMON_KEYS = frozenset({"name", "driver", "transport", "unsolicited", "order_download"})
+_COMMON_KEYS = frozenset({"name", "driver", "transport", "unsolicited", "order_download",
+                          "section"})
 _ALL_LINK_KEYS = _COMMON_KEYS.union(*_TRANSPORT_KEYS.values())
 _PARITIES = ("N", "E", "O", "M", "S")
 
@@ -451,7 +454,16 @@ class _Checker:
             self.problem("analyzers", "expected at least one [[analyzers]] table, got "
                          f"{_kind(value)}")
             return None
-        return self.named_tables("analyzers", value, self.analyzer)
+        found = self.named_tables("analyzers", value, self.analyzer)
+        with_section = [a.name for a in found or () if a.section]
+        if found is not None and with_section and len(with_section) < len(found):
+            for i, a in enumerate(found):
+                if not a.section:
+                    self.problem(f"analyzers[{i}].section", "missing: other analyzers have a "
+                                 f"section ({', '.join(with_section)}), so every analyzer needs "
+                                 "one (its results are seen only by people holding it)")
+            return None
+        return found
 
     def named_tables(self, key: str, value: list[Any],
                      parse: Callable[[str, Mapping[str, Any]], _Named | None]
@@ -551,10 +563,27 @@ class _Checker:
                          f"driver {spec.name} does not take pushed orders here (only ASTM "
                          "links with E1381 framing do); it can ask with host queries")
             return None
+        section = self.section(where, item)
+        if section is None:
+            return None
         analyzer = LinkSpec(name=name, driver=spec, transport=transport,
-                            unsolicited=unsolicited, order_download=download, **fields)
+                            unsolicited=unsolicited, order_download=download,
+                            section=section, **fields)
         return analyzer
 
+
+    def section(self, where: str, item: Mapping[str, Any]) -> str | None:
+        """An analyzer's ``section`` ("" when absent; None after a problem)."""
+        from lis_gateway.sections import section_name
+
+        text = self.string(where, item, "section", required=False)
+        if text is None:
+            return None if "section" in item else ""
+        try:
+            return section_name(text)
+        except ValueError as exc:
+            self.problem(f"{where}.section", str(exc))
+            return None
 
     def orders(self, table: Mapping[str, Any], analyzers: tuple[LinkSpec, ...] | None
                ) -> tuple[LinkSpec | None, str]:

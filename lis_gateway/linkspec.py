@@ -47,6 +47,8 @@ class LinkSpec:
     unsolicited: bool = False
     #: orders and reruns are pushed to the analyzer (:mod:`lis_gateway.order_download`)
     order_download: bool = False
+    #: the lab section its results belong to ("" none; :mod:`lis_gateway.sections`)
+    section: str = ""
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -335,6 +336,7 @@ def run_gateway(config: GatewayConfig, *,
     from lis_gateway.store.engine import make_engine
     from lis_gateway.store.migrations import migrate
     from lis_gateway.store.pool import DbPool
+    from lis_gateway.store.sections import sync_analyzer_sections
     from lis_gateway.wire_store import StoreRecorder
 
     log: FilteringBoundLogger = structlog.get_logger("lis_gateway.service")
@@ -354,6 +356,10 @@ def run_gateway(config: GatewayConfig, *,
     engine = make_engine(config.database_url)
     try:
         migrate(config.database_url, engine=engine)
+        with engine.begin() as conn:  # the analyzers' lab sections follow the configuration
+            sync_analyzer_sections(conn, [(link.name, link.driver.name, link.section)
+                                          for link in links],
+                                   datetime.fromtimestamp(global_reactor.seconds(), UTC))
     except SQLAlchemyError as exc:
         engine.dispose()
         log.error("database-unavailable", error=str(exc.orig if hasattr(exc, "orig") else exc),
