@@ -292,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the password from standard input")
     p.add_argument("--certificate", type=parse_certificate, default="", metavar="NUMBER",
                    help="practising-certificate number (XML4 MA_BS_DOC_KQ)")
+    from lis_gateway.cli_store import parse_section
+
+    p.add_argument("--section", type=parse_section, action="append", default=[],
+                   dest="sections", metavar="SECTION",
+                   help="a lab section whose results the user may see and act on, as named "
+                        "by 'section' on analyzers (repeatable)")
+    config_option(p)
+    p.set_defaults(func=cmd_user)
+    p = user_sub.add_parser("sections", help="set the lab sections a user may see and act on",
+                            description="Replace the lab sections of user NAME with "
+                                        "SECTION... (none: clear them; audited). Once "
+                                        "analyzers have a 'section', a person sees only the "
+                                        "results of their sections; admins see all.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("sections", type=parse_section, nargs="*", metavar="SECTION")
     config_option(p)
     p.set_defaults(func=cmd_user)
     p = user_sub.add_parser("certificate", help="set a user's practising-certificate number "

@@ -176,11 +176,23 @@ def parse_certificate(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def parse_section(text: str) -> str:
+    """``--section`` and ``user sections``: a lab section name as the store keeps it."""
+    from lis_gateway.sections import section_name
+
+    try:
+        return section_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_user(args: argparse.Namespace) -> int:
-    """Add a user, set a password or certificate number, or disable a user (each audited)."""
+    """Add a user, set a password, certificate number or sections, or disable a user
+    (each audited)."""
     from sqlalchemy.exc import IntegrityError
 
     from lis_gateway.store import repository
+    from lis_gateway.store.sections import set_user_sections
     from lis_gateway.store.users import set_certificate
 
     config = _load_config(args)
@@ -204,7 +216,10 @@ def cmd_user(args: argparse.Namespace) -> int:
                                               actor=source, source=source,
                                               hashed_password=hashed,
                                               certificate=args.certificate)
-                print(f"user {user.username} added with roles {', '.join(user.roles) or '-'}")
+                held = set_user_sections(conn, args.name, args.sections, now, actor=source,
+                                         source=source) if args.sections else ()
+                print(f"user {user.username} added with roles {', '.join(user.roles) or '-'}"
+                      + (f" and sections {', '.join(held)}" if held else ""))
             elif args.user_command == "passwd":
                 assert hashed is not None
                 repository.set_password(conn, args.name, hashed, now, actor=source,
@@ -215,6 +230,10 @@ def cmd_user(args: argparse.Namespace) -> int:
                                        source=source)
                 print(f"certificate number of {user.username}: "
                       f"{user.certificate_number or '(none)'}")
+            elif args.user_command == "sections":
+                held = set_user_sections(conn, args.name, args.sections, now, actor=source,
+                                         source=source)
+                print(f"sections of {args.name}: {', '.join(held) or '(none)'}")
             else:
                 repository.disable_user(conn, args.name, now, actor=source, source=source)
                 print(f"user {args.name} disabled")
