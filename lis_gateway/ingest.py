@@ -38,6 +38,7 @@ from lis_gateway.astm.events import AbortReason
 from lis_gateway.autoverify import Autoverification, judge_result
 from lis_gateway.capture import CaptureReport, normalize_report
 from lis_gateway.hl7.message import Hl7Message
+from lis_gateway.link_status import LinkStatusBoard
 from lis_gateway.mapping import MappingTable, load_table
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.store import repository
@@ -145,6 +146,10 @@ class StoreSink:
             RECEIVED (the lifecycle is not wired).
         adopt_patients: the analyzer is ``unsolicited``: a sample with no patient
             takes the one from the analyzer's own record (marked as such).
+        current_table: asked for the table at every message instead of ``table``
+            (:class:`lis_gateway.mapping_files.LiveTables`: a table fixed from the
+            web app is used for the next message).
+        status: told each message's outcome (the analyzers page's board).
     """
 
     def __init__(self, name: str, driver: DriverSpec, transport: str,
@@ -152,8 +157,12 @@ class StoreSink:
                  utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
                  log: FilteringBoundLogger | None = None,
                  autoverification: Autoverification | None = None,
-                 adopt_patients: bool = False) -> None:
+                 adopt_patients: bool = False,
+                 current_table: Callable[[], MappingTable | None] | None = None,
+                 status: LinkStatusBoard | None = None) -> None:
         self.name = name
+        self._current_table = current_table
+        self._status = status
         self._adopt_patients = adopt_patients
         self._autoverification = None if autoverification is None else replace(
             autoverification, table=table, driver=driver.name)
@@ -172,11 +181,15 @@ class StoreSink:
             rows, protocol = extract_hl7_results(msg, self._driver), "hl7"
         else:
             rows, protocol = extract_results(msg, self._driver), "astm"
-        results = normalize_rows(rows, self._driver, self._table)
+        table, judging = self._table, self._autoverification
+        if self._current_table is not None:
+            table = self._current_table()
+            judging = None if judging is None else replace(judging, table=table)
+        results = normalize_rows(rows, self._driver, table)
         patients = analyzer_patients(rows) if self._adopt_patients else None
         d = self._pool.run(store_for_analyzer, analyzer=self.name, family=self._driver.name,
                            protocol=protocol, raw=msg.raw, received_at=self._utcnow(),
-                           results=results, autoverification=self._autoverification,
+                           results=results, autoverification=judging,
                            problems=[str(p) for p in msg.problems],
                            analyzer_patients=patients)
         d.addCallback(self._stored, len(msg.raw))
@@ -185,11 +198,19 @@ class StoreSink:
 
     def _not_stored(self, failure: Failure) -> Failure:
         metrics.MESSAGES.labels(self.name, "failed").inc()
+        if self._status is not None:
+            at = self._utcnow().timestamp()
+            self._status.message(self.name, "failed", at)
+            kind = failure.type.__name__ if failure.type is not None else "unknown"
+            self._status.error(self.name, f"message not stored: {kind}", at)
         return failure
 
     def _stored(self, stored: repository.StoredMessage, length: int
                 ) -> repository.StoredMessage:
-        metrics.MESSAGES.labels(self.name, "repeat" if stored.repeat else "stored").inc()
+        outcome = "repeat" if stored.repeat else "stored"
+        metrics.MESSAGES.labels(self.name, outcome).inc()
+        if self._status is not None:
+            self._status.message(self.name, outcome, self._utcnow().timestamp())
         for decision in stored.decisions:
             metrics.RULE_DECISIONS.labels(decision).inc()
         if stored.repeat:
@@ -204,6 +225,10 @@ class StoreSink:
 
     def incomplete(self, item: IncompleteTransmission) -> None:
         """Keep the text as a raw session marked incomplete (nothing is acknowledged for it)."""
+        if self._status is not None:
+            at = self._utcnow().timestamp()
+            self._status.message(self.name, "incomplete", at)
+            self._status.error(self.name, f"incomplete transmission: {item.reason}", at)
         d = self._pool.run(store_incomplete, analyzer=self.name, family=self._driver.name,
                            transport=self._transport, reason=item.reason, raw=item.raw,
                            received_at=self._utcnow())

@@ -376,8 +376,13 @@ def parse_table(name: str, data: bytes, ranges_data: bytes | None = None, *,
         entries = {k: _with_ranges(e, by_code.get(e.local_code, ())) for k, e in entries.items()}
     if problems:
         raise MappingTableError(problems)
-    digest = hashlib.sha256(data + b"\0" + (ranges_data or b"")).hexdigest()
+    digest = table_version(data, ranges_data)
     return MappingTable(name, digest, entries, {k.upper(): e for k, e in entries.items()})
+
+
+def table_version(data: bytes, ranges_data: bytes | None = None) -> str:
+    """The version of a table made of these files: SHA-256 of both, hex."""
+    return hashlib.sha256(data + b"\0" + (ranges_data or b"")).hexdigest()
 
 
 def _with_ranges(entry: MappingEntry, ranges: Sequence[ReferenceRange]) -> MappingEntry:

@@ -15,7 +15,7 @@ Versions written by a person (corrections) are left alone. No SQL here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,7 +71,8 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
                    tables: Mapping[str, MappingTable | None], rules: RuleSet | None,
                    policy: Policy | Policies, at: datetime, *,
                    source: str = "",
-                   needs_order: Mapping[str, bool] | None = None) -> list[Reprocessed]:
+                   needs_order: Mapping[str, bool] | None = None,
+                   only: Collection[int] | None = None) -> list[Reprocessed]:
     """Re-map and re-judge every HELD result; see the module docstring.
 
     Args:
@@ -84,12 +85,15 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
         needs_order: by analyzer name, whether its results need a HIS order
             (as under ``run``: orders configured and the analyzer not unsolicited).
         source: for the audit log.
+        only: reprocess just these results (ids) among the held ones (None: all).
 
     Returns:
         One entry per held result, oldest first.
     """
     out: list[Reprocessed] = []
     for info in judgements.held_results(conn):
+        if only is not None and info.id not in only:
+            continue
         spec = specs.get(info.analyzer)
         latest = info.latest
         if spec is None:
