@@ -335,6 +335,10 @@ audit_log = Table(
     Column("source", String(200), nullable=False),  #: from where (IP, tty, "system")
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    #: the audit page searches by who, what about and when (revision 0011)
+    Index("ix_audit_log_actor", "actor"),
+    Index("ix_audit_log_target", "target"),
+    Index("ix_audit_log_at", "at"),
 )
 
 audit_head = Table(
