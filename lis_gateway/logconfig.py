@@ -101,6 +101,12 @@ def twisted_observer(event: LogEvent) -> None:
     getattr(log, level)(formatEvent(event) or "twisted-event", **fields)
 
 
+_forwarding: list[bool] = []
+
+
 def forward_twisted_logs() -> None:
-    """Send Twisted's log events through structlog from now on (call once)."""
+    """Send Twisted's log events through structlog from now on (later calls do nothing)."""
+    if _forwarding:
+        return
+    _forwarding.append(True)
     globalLogBeginner.beginLoggingTo([twisted_observer], redirectStandardIO=False)
