@@ -49,6 +49,9 @@ END_TO_END = Histogram("lis_gateway_end_to_end_seconds", "From the analyzer's me
                        ["destination"], buckets=(0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
                                                  60, 300, 900, 3600, 14400, 86400),
                        registry=REGISTRY)
+RESULTS = Gauge("lis_gateway_results", "Patient results by lifecycle state now (held, "
+                "autoverified, released, delivered, ...), sampled from the store",
+                ["state"], registry=REGISTRY)
 DOWNLOADS = Counter("lis_gateway_downloads", "Rows pushed to analyzers, by analyzer and state "
                     "(sent, pending, not-sent)", ["analyzer", "state"], registry=REGISTRY)
 

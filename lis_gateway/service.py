@@ -333,6 +333,7 @@ def run_gateway(config: GatewayConfig, *,
     from lis_gateway.mapping import MappingTableError
     from lis_gateway.order_intake import OrderSink
     from lis_gateway.order_lookup import StoreOrderSource
+    from lis_gateway.state_gauge import StateGauge
     from lis_gateway.store.engine import make_engine
     from lis_gateway.store.migrations import migrate
     from lis_gateway.store.pool import DbPool
@@ -409,6 +410,7 @@ def run_gateway(config: GatewayConfig, *,
     def outbox_workers(reactor: Any) -> list[IService]:
         services = [destination_service(d, pool, reactor) for d in config.destinations]
         services.append(download_service(targets, pool, reactor))
+        services.append(StateGauge(pool, reactor))
         if config.web_listen is not None:
             services.append(web_service(config, pool, reactor,
                                         [t for t in tables.values() if t is not None],

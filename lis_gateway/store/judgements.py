@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, or_, select
+from sqlalchemy import Connection, Row, and_, func, insert, or_, select
 
 from lis_gateway.lifecycle import Action, Actor, ActorKind, ResultState, Role, Transition
 from lis_gateway.rules import Previous, RuleOutcome
@@ -268,3 +268,29 @@ def qc_failure(conn: Connection, analyzer_id: int) -> str:
             test = get_result(conn, result_id).test_code
             return f"the last QC run (message {latest}) failed: {test} flagged {','.join(bad)}"
     return ""
+
+
+def state_counts(conn: Connection) -> dict[ResultState, int]:
+    """How many patient results are in each state now (QC runs left out).
+
+    A result's state is its latest version's latest event (RECEIVED when it
+    has none), as :func:`result_status` derives it; one query for all.
+    """
+    v, ev, r = s.result_versions, s.validation_events, s.results
+    newest = (select(v.c.result_id, func.max(v.c.version).label("version"))
+              .group_by(v.c.result_id).subquery())
+    current = (select(v.c.id).join(newest, and_(v.c.result_id == newest.c.result_id,
+                                                v.c.version == newest.c.version))
+               .join(r, r.c.id == v.c.result_id).where(r.c.qc.is_(False)).subquery())
+    last = (select(ev.c.result_version_id, func.max(ev.c.id).label("event_id"))
+            .group_by(ev.c.result_version_id).subquery())
+    rows = conn.execute(
+        select(ev.c.to_state, func.count())
+        .select_from(current.outerjoin(last, last.c.result_version_id == current.c.id)
+                     .outerjoin(ev, ev.c.id == last.c.event_id))
+        .group_by(ev.c.to_state)).all()
+    counts = dict.fromkeys(ResultState, 0)
+    for state, count in rows:
+        key = ResultState(state) if state else ResultState.RECEIVED
+        counts[key] += int(count)
+    return counts

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine
+from twisted.internet.task import Clock
 
 from lis_gateway.autoverify import NO_RULES_REASON, Autoverification
 from lis_gateway.ingest import store_for_analyzer
@@ -19,11 +20,14 @@ from lis_gateway.lifecycle import (
     ResultState,
     may_send_final,
 )
+from lis_gateway.metrics import REGISTRY
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import SHADOW_REASON
 from lis_gateway.rules_file import load_rules
+from lis_gateway.state_gauge import StateGauge
 from lis_gateway.store import judgements, outbox
 from lis_gateway.store import repository as repo
+from lis_gateway.store.pool import NonThreadPool
 from lis_gateway.store.users import check_password
 from lis_gateway.validation import UserRefusedError, validate_sample
 
@@ -220,6 +224,27 @@ def test_critical_values_are_never_released_automatically(engine: Engine) -> Non
     """A critical value stays held under ``release_autoverified`` (a person must call)."""
     [rid] = ingest(engine, [dataclasses.replace(result(), critical="HH")], policy=AUTORELEASE)
     assert status(engine, rid).state is S.HELD
+
+
+def test_state_counts_and_the_results_gauge(engine: Engine) -> None:
+    """Results by state: one query over the latest events (QC left out), sampled into the
+    ``lis_gateway_results`` gauge by the StateGauge service on its clock."""
+    ingest(engine, [result(), result(test="GLU2", value="12.0"),
+                    result(test="GLU3")], policy=AUTORELEASE)
+    ingest(engine, [qc_result("N")], raw=RAW + b"qc")
+    with engine.begin() as conn:
+        counts = judgements.state_counts(conn)
+    assert (counts[S.RELEASED], counts[S.HELD], counts[S.AUTOVERIFIED]) == (2, 1, 0)
+    assert sum(counts.values()) == 3
+    clock = Clock()
+    gauge = StateGauge(NonThreadPool(engine), clock, interval=60)
+    gauge.startService()
+    assert REGISTRY.get_sample_value("lis_gateway_results", {"state": "released"}) == 2
+    assert REGISTRY.get_sample_value("lis_gateway_results", {"state": "held"}) == 1
+    ingest(engine, [result(sample="S2")], policy=AUTORELEASE, raw=RAW + b"2")
+    clock.advance(60)
+    assert REGISTRY.get_sample_value("lis_gateway_results", {"state": "released"}) == 3
+    gauge.stopService()
 
 
 def test_each_result_follows_its_test_groups_policy(engine: Engine) -> None:
