@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,7 +92,19 @@ if TYPE_CHECKING:
     from lis_gateway.service import LinkSpec
 
 #: The mapping tables shipped with the gateway (searched after the site's directories).
-SHIPPED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+def shipped_mappings(checkout: Path, prefix: Path) -> Path:
+    """Where the shipped mapping tables are: beside the package in a checkout (or an
+    editable install), else where ``pip install`` put them (``<prefix>/share/lis-gateway/
+    mappings``, from setup.cfg's data files); the checkout's path when neither has them."""
+    installed = prefix / "share" / "lis-gateway" / "mappings"
+    for candidate in (checkout, installed):
+        if (candidate / "README.md").is_file():
+            return candidate
+    return checkout
+
+
+SHIPPED_MAPPINGS = shipped_mappings(Path(__file__).resolve().parent.parent / "mappings",
+                                    Path(sys.prefix))
 
 #: The environment variable naming the configuration file.
 CONFIG_ENV = "LIS_GATEWAY_CONFIG"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from lis_gateway.config import (
     default_config_path,
     load_config,
     parse_config,
+    shipped_mappings,
 )
 
 ISSUE_EXAMPLE = b"""
@@ -456,3 +458,22 @@ def test_order_download_is_for_astm_links_with_e1381_framing(tmp_path: Path) -> 
                              'transport = "tcp-server"\nlisten = "127.0.0.1:0"\n'
                              'order_download = 1\n'), tmp_path) == (
         "analyzers[0].order_download: expected true or false, got an integer (1)",)
+
+
+def test_shipped_mappings_are_found_in_a_checkout_or_where_pip_put_them(tmp_path: Path) -> None:
+    """A checkout's mappings/ first; a wheel's data files (<prefix>/share/lis-gateway/
+    mappings, as setup.cfg installs them) otherwise; and the data files name every table."""
+    checkout, prefix = tmp_path / "src" / "mappings", tmp_path / "venv"
+    installed = prefix / "share" / "lis-gateway" / "mappings"
+    assert shipped_mappings(checkout, prefix) == checkout  # neither: the checkout's path
+    installed.mkdir(parents=True)
+    (installed / "README.md").write_text("tables", "utf-8")
+    assert shipped_mappings(checkout, prefix) == installed
+    checkout.mkdir(parents=True)
+    (checkout / "README.md").write_text("tables", "utf-8")
+    assert shipped_mappings(checkout, prefix) == checkout
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    patterns = setup["options.data_files"]["share/lis-gateway/mappings"]
+    assert {p.strip() for p in patterns.split(",")} == {"mappings/*.csv", "mappings/README.md"}
+    assert SHIPPED_MAPPINGS.name == "mappings" and any(SHIPPED_MAPPINGS.glob("*.csv"))
