@@ -155,6 +155,14 @@ def cmd_hl7_sim(args: argparse.Namespace) -> int:
     return hl7_sim.run(args, sys.stdout)
 
 
+def cmd_his_sim(args: argparse.Namespace) -> int:
+    """Run a simulated HIS (results in, answers out, orders out)."""
+    from lis_gateway import his_sim
+
+    _logging(args)
+    return his_sim.run(args, sys.stdout)
+
+
 def cmd_drivers(args: argparse.Namespace) -> int:
     """List the analyzer drivers with their defaults."""
     for name, spec in sorted(drivers.REGISTRY.items()):
@@ -224,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "checksum check (reported as warnings)")
     p.set_defaults(func=cmd_parse)
 
-    from lis_gateway import demo, hl7_sim, receive
+    from lis_gateway import demo, his_sim, hl7_sim, receive
 
     p = sub.add_parser("receive", help="listen to one analyzer and print its results",
                        description=(
@@ -236,13 +244,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop by itself after this many seconds")
     p.set_defaults(func=cmd_receive)
 
-    p = sub.add_parser("demo", help="run the gateway with simulated analyzers",
+    p = sub.add_parser("demo", help="run the whole system: gateway, simulated analyzers and "
+                                    "HIS, web app",
                        description=(
-                           "Start the gateway with a TCP link and a serial link (on a "
-                           "pseudo-terminal), each fed by a simulated analyzer, and print "
-                           "the parsed results. Ctrl-C stops everything."))
+                           "Set up under ./var/demo and run the gateway (SQLite), three "
+                           "simulated analyzers (ASTM on a serial pseudo-terminal, ASTM on TCP, "
+                           "HL7 on TCP), a simulated HIS that orders each sample and receives "
+                           "the results, and the web app on http://127.0.0.1:8080 (demo "
+                           "accounts printed). Ctrl-C stops everything."))
     demo.add_arguments(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("his-sim", help="simulate an HIS: receive ORU^R01, answer as told, "
+                                       "send orders",
+                       description=(
+                           "Listen for results over MLLP and answer each message AA, AE, AR, "
+                           "nothing or by dropping the connection, as --answer says; with "
+                           "--send-orders also send ORM^O01 orders (made-up patients) to a "
+                           "gateway's order listener. Prints one line per message (samples "
+                           "and counts, no patient data)."))
+    his_sim.add_arguments(p)
+    p.set_defaults(func=cmd_his_sim)
 
     p = sub.add_parser("hl7-sim", help="simulate an HL7 analyzer sending blood counts",
                        description=(
