@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import drivers
 from lis_gateway.config import SHIPPED_MAPPINGS
+from lis_gateway.progress import Progress
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -359,8 +360,8 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
             needs_order = {a.name: config.orders is not None and not a.unsolicited
                            for a in config.analyzers}
             done = reprocess_held(conn, specs, tables, config.rule_set, config.policy, _now(),
-                                  needs_order=needs_order,
-                                  source=_source())
+                                  needs_order=needs_order, source=_source(),
+                                  progress=Progress("reprocess"))
     finally:
         engine.dispose()
     for item in done:
@@ -462,7 +463,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Verify the hash chain of the audit log."""
     from lis_gateway.store.maintenance import verify_audit_log
 
-    broken = verify_audit_log(args.database)
+    broken = verify_audit_log(args.database, Progress("audit verify"))
     if broken:
         print(f"audit log BROKEN at row(s): {', '.join(map(str, broken))}", file=sys.stderr)
         return 1

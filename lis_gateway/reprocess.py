@@ -15,7 +15,7 @@ Versions written by a person (corrections) are left alone. No SQL here.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -72,7 +72,8 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
                    policy: Policy | Policies, at: datetime, *,
                    source: str = "",
                    needs_order: Mapping[str, bool] | None = None,
-                   only: Collection[int] | None = None) -> list[Reprocessed]:
+                   only: Collection[int] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[Reprocessed]:
     """Re-map and re-judge every HELD result; see the module docstring.
 
     Args:
@@ -86,14 +87,17 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
             (as under ``run``: orders configured and the analyzer not unsolicited).
         source: for the audit log.
         only: reprocess just these results (ids) among the held ones (None: all).
+        progress: told ``(done, total)`` after each result (a long run's progress).
 
     Returns:
         One entry per held result, oldest first.
     """
     out: list[Reprocessed] = []
-    for info in judgements.held_results(conn):
-        if only is not None and info.id not in only:
-            continue
+    held = [info for info in judgements.held_results(conn)
+            if only is None or info.id in only]
+    for done, info in enumerate(held):
+        if progress is not None:
+            progress(done, len(held))
         spec = specs.get(info.analyzer)
         latest = info.latest
         if spec is None:
@@ -138,4 +142,6 @@ def reprocess_held(conn: Connection, specs: Mapping[str, DriverSpec],
                                         "rule_set_version": rules.version if rules else ""},
                                 source=source, at=at)
         out.append(Reprocessed(info.id, info.test_code, None, ResultState.HELD, note))
+    if progress is not None:
+        progress(len(held), len(held))
     return out

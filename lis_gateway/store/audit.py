@@ -8,11 +8,11 @@ repository's back (``lis-gateway audit verify``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from . import schema as s
 from ._common import canonical_json, primary_key, require_aware, sha256_hex
@@ -69,8 +69,9 @@ def audit_entries(conn: Connection) -> tuple[AuditEntry, ...]:
                             r.source, r.prev_hash, r.hash) for r in rows)
 
 
-def verify_audit(conn: Connection) -> list[int]:
-    """Check the audit chain.
+def verify_audit(conn: Connection,
+                 progress: Callable[[int, int], None] | None = None) -> list[int]:
+    """Check the audit chain (``progress`` is told ``(rows checked, rows)`` as it goes).
 
     Returns:
         The ids of rows that do not verify: the row's hash does not match its
@@ -81,7 +82,10 @@ def verify_audit(conn: Connection) -> list[int]:
     """
     broken: list[int] = []
     prev, expected_seq, last_id = s.GENESIS_HASH, 1, 0
-    for entry in audit_entries(conn):
+    total = int(conn.execute(select(func.count()).select_from(s.audit_log)).scalar() or 0)
+    for checked, entry in enumerate(audit_entries(conn)):
+        if progress is not None and checked % 1000 == 0:
+            progress(checked, total)
         fields = {"seq": entry.seq, "at": entry.at, "actor": entry.actor,
                   "action": entry.action, "target": entry.target, "detail": entry.detail,
                   "source": entry.source, "prev_hash": entry.prev_hash}
@@ -93,6 +97,8 @@ def verify_audit(conn: Connection) -> list[int]:
     head_seq, head_hash = (0, s.GENESIS_HASH) if head is None else (head.seq, head.hash)
     if (head_seq, head_hash) != (expected_seq - 1, prev) and last_id not in broken:
         broken.append(last_id)
+    if progress is not None:
+        progress(total, total)
     return broken
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .audit import verify_audit
 from .engine import make_engine
 from .migrations import migrate
@@ -16,11 +18,12 @@ def migrate_database(url: str) -> None:
         engine.dispose()
 
 
-def verify_audit_log(url: str) -> list[int]:
+def verify_audit_log(url: str, progress: Callable[[int, int], None] | None = None
+                     ) -> list[int]:
     """Check the audit chain; return the ids of rows that break it (empty: intact)."""
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
-            return verify_audit(conn)
+            return verify_audit(conn, progress)
     finally:
         engine.dispose()
