@@ -8,7 +8,13 @@ changed), the username and the lab's policies. Moves go through
 :func:`lis_gateway.validation.validate_result`), so the lifecycle's table,
 permissions and reasons decide; a refusal comes back as the
 :class:`~lis_gateway.validation.Outcome`'s ``refused`` text, for the
-person to read. No SQL here.
+person to read.
+
+Sections come first: a result of an analyzer outside the person's lab
+sections (:func:`lis_gateway.store.sections.scope_of`, read in the same
+transaction, so a section taken away applies at once) is refused as an
+:class:`OutOfSection` outcome whatever the action, before the lifecycle is
+asked. No SQL here.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -30,8 +37,10 @@ from lis_gateway.lifecycle import (
     apply,
     policy_for,
 )
+from lis_gateway.sections import Scope
 from lis_gateway.store import judgements, notes, repository, worklist
 from lis_gateway.store.repository import ResultInfo
+from lis_gateway.store.sections import scope_of, section_of_result
 from lis_gateway.validation import Outcome, UserRefusedError, user_actor, validate_result
 from lis_gateway.values import parse_value
 
@@ -52,17 +61,47 @@ class ChangedError(ValueError):
         self.test = test
 
 
-def _current(conn: Connection, version_id: int) -> tuple[ResultInfo, judgements.ResultStatus]:
-    """The result of a version that must still be its latest one.
+class SectionError(ValueError):
+    """The result belongs to a lab section the person does not hold.
+
+    Attributes:
+        test: the result's test code.
+        section: its analyzer's section ("" for an analyzer without one).
+    """
+
+    def __init__(self, test: str, section: str) -> None:
+        super().__init__(f"the result belongs to section {section!r}, which is not yours")
+        self.test, self.section = test, section
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfSection(Outcome):
+    """An action refused because the result's section is not one of the person's.
+
+    Attributes:
+        section: the result's section ("" for an analyzer without one); the page
+            says it in the person's language.
+    """
+
+    section: str = ""
+
+
+def _current(conn: Connection, version_id: int, scope: Scope
+             ) -> tuple[ResultInfo, judgements.ResultStatus]:
+    """The result of a version that must still be its latest one, in the person's sections.
 
     Raises:
         ChangedError: a newer version exists, or no such version.
+        SectionError: the result is outside the person's sections.
     """
     try:
         result_id = worklist.result_of_version(conn, version_id)
     except repository.NotFoundError:
         raise ChangedError(f"#{version_id}", "no such result") from None
     info = repository.get_result(conn, result_id)
+    section = section_of_result(conn, result_id)
+    if not scope.allows(section):
+        raise SectionError(info.test_code, section)
     if info.latest.id != version_id:
         raise ChangedError(info.test_code, f"changed since it was shown (now version "
                            f"{info.latest.version}); look again")
@@ -73,7 +112,10 @@ def _refused(why: str, info: ResultInfo, state: ResultState) -> Outcome:
     return Outcome(info.id, info.test_code, state, state, (), why)
 
 
-def _changed(exc: ChangedError) -> Outcome:
+def _changed(exc: ChangedError | SectionError) -> Outcome:
+    if isinstance(exc, SectionError):
+        return OutOfSection(0, exc.test, ResultState.RECEIVED, ResultState.RECEIVED, (),
+                            str(exc), exc.section)
     return Outcome(0, exc.test, ResultState.RECEIVED, ResultState.RECEIVED, (), str(exc))
 
 
@@ -90,11 +132,12 @@ def batch_validate(conn: Connection, version_ids: Sequence[int], username: str,
         UserRefusedError: the user is unknown or disabled.
     """
     actor = user_actor(conn, username)
+    scope = scope_of(conn, username)
     out = []
     for version_id in version_ids:
         try:
-            info, status = _current(conn, version_id)
-        except ChangedError as exc:
+            info, status = _current(conn, version_id, scope)
+        except (ChangedError, SectionError) as exc:
             out.append(_changed(exc))
             continue
         critical_open = (info.latest.content.critical
@@ -118,29 +161,37 @@ def validate_one(conn: Connection, version_id: int, username: str, policy: Polic
     """
     actor = user_actor(conn, username)
     try:
-        info, _ = _current(conn, version_id)
-    except ChangedError as exc:
+        info, _ = _current(conn, version_id, scope_of(conn, username))
+    except (ChangedError, SectionError) as exc:
         return _changed(exc)
     return validate_result(conn, info.id, actor, policy_for(policy, info.latest.content.code),
                            approve=approve, at=at, source=source)
 
 
+#: The decisions :func:`decide` takes (each needs a reason).
+DECISIONS = frozenset({Action.REJECT, Action.REQUEST_RERUN, Action.RETRACT})
+
+
 def decide(conn: Connection, version_id: int, username: str, policy: Policy | Policies,
            action: Action, reason: str, *, at: datetime, source: str) -> Outcome:
-    """Reject a result or request a rerun (a reason is required).
+    """Reject a result, request a rerun, or retract a released one (a reason is required).
+
+    A retraction (a lab doctor's, from RELEASED) is then sent to every destination as
+    a deletion (:func:`lis_gateway.store.outbox.enqueue_released`, kind retraction),
+    as ``lis-gateway retract`` does.
 
     Raises:
         UserRefusedError: the user is unknown or disabled.
-        ValueError: an action other than REJECT or REQUEST_RERUN.
+        ValueError: an action other than those in :data:`DECISIONS`.
     """
-    if action not in (Action.REJECT, Action.REQUEST_RERUN):
+    if action not in DECISIONS:
         raise ValueError(f"not a decision: {action.value}")
     actor = user_actor(conn, username)
     try:
-        info, status = _current(conn, version_id)
+        info, status = _current(conn, version_id, scope_of(conn, username))
         transition = apply(status.state, action, actor,
                            policy_for(policy, info.latest.content.code), reason=reason)
-    except ChangedError as exc:
+    except (ChangedError, SectionError) as exc:
         return _changed(exc)
     except LifecycleError as exc:
         return _refused(str(exc), info, status.state)
@@ -171,12 +222,12 @@ def correct(conn: Connection, version_id: int, username: str, policy: Policy | P
     actor = user_actor(conn, username)
     text = value.strip()
     try:
-        info, status = _current(conn, version_id)
+        info, status = _current(conn, version_id, scope_of(conn, username))
         if not text:
             raise LifecycleError("a corrected value is required")
         transition = apply(status.state, Action.CORRECT, actor,
                            policy_for(policy, info.latest.content.code), reason=reason)
-    except ChangedError as exc:
+    except (ChangedError, SectionError) as exc:
         return _changed(exc)
     except LifecycleError as exc:
         return _refused(str(exc), info, status.state)
@@ -199,9 +250,9 @@ def comment(conn: Connection, version_id: int, username: str, text: str, *, at: 
     """
     user_actor(conn, username)
     try:
-        info, status = _current(conn, version_id)
+        info, status = _current(conn, version_id, scope_of(conn, username))
         notes.add_comment(conn, version_id, username, text, at=at, source=source)
-    except ChangedError as exc:
+    except (ChangedError, SectionError) as exc:
         return _changed(exc)
     except ValueError as exc:
         return _refused(str(exc), info, status.state)
@@ -217,7 +268,7 @@ def acknowledge(conn: Connection, version_id: int, username: str, *, informed: s
     """
     user_actor(conn, username)
     try:
-        info, status = _current(conn, version_id)
+        info, status = _current(conn, version_id, scope_of(conn, username))
         if not info.latest.content.critical:
             raise ValueError("not a critical value")
         if notes.acknowledged(conn, [version_id]):
@@ -226,12 +277,13 @@ def acknowledge(conn: Connection, version_id: int, username: str, *, informed: s
             raise ValueError("the time the person was informed is in the future")
         notes.acknowledge_critical(conn, version_id, username, informed=informed,
                                    informed_at=informed_at, how=how, at=at, source=source)
-    except ChangedError as exc:
+    except (ChangedError, SectionError) as exc:
         return _changed(exc)
     except ValueError as exc:
         return _refused(str(exc), info, status.state)
     return Outcome(info.id, info.test_code, status.state, status.state, ())
 
 
-__all__ = ["BATCH_STATES", "ChangedError", "Outcome", "UserRefusedError", "acknowledge",
-           "batch_validate", "comment", "correct", "decide", "range_flags", "validate_one"]
+__all__ = ["BATCH_STATES", "DECISIONS", "ChangedError", "OutOfSection", "Outcome",
+           "SectionError", "UserRefusedError", "acknowledge", "batch_validate", "comment",
+           "correct", "decide", "range_flags", "validate_one"]

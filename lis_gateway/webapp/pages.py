@@ -2,13 +2,27 @@
 
 Each page view that shows patient data is written to the audit log in the
 same transaction that reads it (``view.worklist`` with the barcodes shown,
-``view.sample``). Actions run in one transaction each through
-:mod:`.actions`, then the browser is sent back (303) to the page, which
-shows what was done and what was refused, with the lifecycle's reason.
+``view.sample``; a sample outside the person's sections is refused and
+audited as ``view.sample-refused``). Actions run in one transaction each
+through :mod:`.actions`, then the browser is sent back (303) to the page,
+which shows what was done and what was refused, with the lifecycle's reason.
+
+Every read and every action is limited to the person's lab sections
+(:mod:`lis_gateway.sections`), read from the store each time.
+
+Live refresh: the worklist's script asks ``/worklist?<filters>&part=live``
+every :data:`REFRESH_SECONDS` and swaps in the list and the critical-value
+banner. That request does not count as activity (the session still ends
+when the screen is left alone) and is audited only when the barcodes shown
+change; when the session has ended it answers 401 and the script reloads
+the page (the login page, with the expiry audited as usual).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -18,21 +32,37 @@ from sqlalchemy import Connection
 from twisted.web.server import Request
 
 from lis_gateway.lifecycle import Action, ResultState
+from lis_gateway.sections import Scope
 from lis_gateway.store import worklist as wl
 from lis_gateway.store._common import NotFoundError
 from lis_gateway.store.audit import append_audit
+from lis_gateway.store.sections import scope_of, sections_in_use
 from lis_gateway.validation import Outcome, UserRefusedError
 
 from . import actions
 from .accounts import Page
-from .sessions import Session
-from .web import STATE_LABELS, FormError, WebContext, client, field_list, field_text, with_query
+from .sessions import MAX_SESSIONS, Session
+from .web import (
+    SESSION_COOKIE,
+    STATE_LABELS,
+    FormError,
+    WebContext,
+    client,
+    field_list,
+    field_text,
+    with_query,
+)
 
-#: The states the worklist filter offers, in the order shown.
+#: The states the worklist filter offers, in the order shown ("not delivered" follows
+#: "delivered" in the template: it is not a lifecycle state but the outbox's word).
 FILTER_STATES = (ResultState.HELD, ResultState.AUTOVERIFIED, ResultState.TECH_VALIDATED,
-                 ResultState.APPROVED, ResultState.RELEASED, ResultState.CORRECTED,
-                 ResultState.RECEIVED, ResultState.REJECTED, ResultState.RERUN_REQUESTED,
-                 ResultState.RETRACTED)
+                 ResultState.APPROVED, ResultState.RELEASED, ResultState.DELIVERED,
+                 ResultState.CORRECTED, ResultState.RECEIVED, ResultState.REJECTED,
+                 ResultState.RERUN_REQUESTED, ResultState.RETRACTED)
+#: The state filter's value for released results that failed to reach a destination.
+NOT_DELIVERED = "not-delivered"
+#: Seconds between two looks of the worklist's script at the server.
+REFRESH_SECONDS = 20
 #: Sample states that need the sample page (no batch validation).
 NEEDS_LOOK = frozenset({ResultState.HELD, ResultState.CORRECTED, ResultState.RECEIVED})
 
@@ -59,54 +89,108 @@ def _parse_day(text: str) -> date:
 
 @dataclass(frozen=True, slots=True)
 class WorklistView:
-    """What the worklist page shows."""
+    """What the worklist page shows.
+
+    Attributes:
+        sections: the sections the section filter offers (none: sections are not used).
+        scope: what the person may see.
+    """
 
     samples: tuple[wl.WorkSample, ...]
     criticals: tuple[tuple[str, wl.WorkResult], ...]
     analyzers: tuple[str, ...]
+    sections: tuple[str, ...] = ()
+    scope: Scope = wl.EVERYTHING
+
+    @property
+    def shown(self) -> tuple[str, ...]:
+        """The barcodes shown, in order."""
+        return tuple(s.accession for s in self.samples)
 
 
 def load_worklist(conn: Connection, filters: wl.Filters, username: str, *, at: datetime,
-                  source: str) -> WorklistView:
-    """Read the worklist and audit the view (the barcodes shown)."""
-    samples = wl.worklist(conn, filters)
-    append_audit(conn, actor=username, action="view.worklist", target="worklist",
-                 detail={"samples": [s.accession for s in samples]}, source=source, at=at)
-    return WorklistView(samples, wl.open_criticals(conn), wl.analyzer_names(conn))
+                  source: str, previous: Sequence[str] | None = None) -> WorklistView:
+    """Read the worklist of the person's sections and audit the view (the barcodes
+    shown); a live refresh (``previous``: the barcodes shown last) is audited only when
+    they changed."""
+    scope = scope_of(conn, username)
+    samples = wl.worklist(conn, dataclasses.replace(filters, scope=scope))
+    shown = [s.accession for s in samples]
+    if previous is None or set(previous) != set(shown):
+        detail: dict[str, object] = {"samples": shown}
+        if previous is not None:
+            detail["refresh"] = True
+        append_audit(conn, actor=username, action="view.worklist", target="worklist",
+                     detail=detail, source=source, at=at)
+    offered = sections_in_use(conn) if scope.everything else tuple(sorted(scope.sections))
+    return WorklistView(samples, wl.open_criticals(conn, scope),
+                        wl.analyzer_names(conn, scope), offered, scope)
 
 
 @dataclass(frozen=True, slots=True)
 class SampleView:
-    """What the sample page shows."""
+    """What the sample page shows (``refused``: the sections it belongs to, none of which
+    the person holds; then ``sample`` is None)."""
 
-    sample: wl.SampleDetail
+    sample: wl.SampleDetail | None
     criticals: tuple[tuple[str, wl.WorkResult], ...]
+    refused: tuple[str, ...] = ()
 
 
 def load_sample(conn: Connection, accession: str, username: str, *, at: datetime,
                 source: str) -> SampleView:
-    """Read one sample and audit the view.
+    """Read one sample (the results of the person's sections) and audit the view; a
+    sample with results in other sections only is audited as refused.
 
     Raises:
         NotFoundError: no such sample (nothing audited).
     """
-    sample = wl.sample_detail(conn, accession)
+    scope = scope_of(conn, username)
+    criticals = wl.open_criticals(conn, scope)
+    try:
+        sample = wl.sample_detail(conn, accession, scope)
+    except wl.NotInScopeError as exc:
+        append_audit(conn, actor=username, action="view.sample-refused",
+                     target=f"sample:{accession}", detail={"sections": list(exc.sections)},
+                     source=source, at=at)
+        return SampleView(None, criticals, exc.sections)
     append_audit(conn, actor=username, action="view.sample", target=f"sample:{accession}",
                  detail={}, source=source, at=at)
-    return SampleView(sample, wl.open_criticals(conn))
+    return SampleView(sample, criticals)
+
+
+def in_words(outcome: Outcome, gettext: Callable[[str], str]) -> Outcome:
+    """The outcome with a section refusal said in the person's language."""
+    if isinstance(outcome, actions.OutOfSection):
+        return dataclasses.replace(outcome, refused=gettext(
+            "the result belongs to the section {section}, which you do not hold"
+        ).format(section=outcome.section or "-"))
+    return outcome
 
 
 class WorklistPage(Page):
-    """``/worklist``: samples by state with filters (GET); batch validation (POST)."""
+    """``/worklist``: samples by state with filters (GET), its live part
+    (``part=live``); batch validation (POST)."""
+
+    def __init__(self, ctx: WebContext) -> None:
+        super().__init__(ctx)
+        #: per session id, the barcodes its worklist showed last (live-refresh audit)
+        self._shown: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+
+    def _remember(self, session: Session, view: WorklistView) -> None:
+        self._shown[session.id] = view.shown
+        self._shown.move_to_end(session.id)
+        while len(self._shown) > MAX_SESSIONS:
+            self._shown.popitem(last=False)
 
     def _filters(self, request: Request, session: Session) -> tuple[wl.Filters, list[str],
                                                                      dict[str, str]]:
         gettext = self.ctx.locales[session.lang].gettext
         given = {k: field_text(request, k).strip()
-                 for k in ("analyzer", "state", "day", "priority")}
+                 for k in ("analyzer", "state", "day", "priority", "section")}
         errors: list[str] = []
         state = None
-        if given["state"]:
+        if given["state"] and given["state"] != NOT_DELIVERED:
             try:
                 state = ResultState(given["state"])
             except ValueError:
@@ -126,7 +210,19 @@ class WorklistPage(Page):
             errors.append(gettext("Unknown priority: {value}").format(value=given["priority"]))
             given["priority"] = ""
         return (wl.Filters(analyzer=given["analyzer"], state=state, since=since, until=until,
-                           priority=given["priority"]), errors, given)
+                           priority=given["priority"], section=given["section"],
+                           not_delivered=given["state"] == NOT_DELIVERED), errors, given)
+
+    def _context(self, request: Request, session: Session, view: WorklistView,
+                 given: dict[str, str]) -> dict[str, Any]:
+        live = with_query("/worklist", {**given, "part": "live"})
+        return {"criticals": view.criticals, "samples": view.samples,
+                "analyzers": view.analyzers, "sections": view.sections, "scope": view.scope,
+                "given": given, "states": FILTER_STATES, "not_delivered": NOT_DELIVERED,
+                "batch": {s.accession: batchable(s, session.roles) for s in view.samples},
+                "doctor": "doctor" in session.roles, "live_url": live,
+                "refresh": REFRESH_SECONDS,
+                "back": with_query("/worklist", given)}
 
     def get(self, request: Request, session: Session | None) -> bytes | int:
         assert session is not None
@@ -135,13 +231,34 @@ class WorklistPage(Page):
                               source=client(request))
 
         def done(view: WorklistView) -> bytes:
-            return self.ctx.render(
-                request, session, "worklist.html", criticals=view.criticals,
-                samples=view.samples, analyzers=view.analyzers, errors=errors,
-                given=given, states=FILTER_STATES,
-                batch={s.accession: batchable(s, session.roles) for s in view.samples},
-                doctor="doctor" in session.roles,
-                back=request.uri.decode("utf-8", "replace"))
+            self._remember(session, view)
+            return self.ctx.render(request, session, "worklist.html", errors=errors,
+                                   **self._context(request, session, view, given))
+
+        return self.ctx.respond(request, session, d, done)
+
+    def render_GET(self, request: Request) -> bytes | int:
+        if field_text(request, "part") != "live":
+            return super().render_GET(request)
+        sid = request.getCookie(SESSION_COOKIE)
+        session = (self.ctx.sessions.peek(sid.decode("ascii", "replace"),
+                                          self.ctx.clock.seconds()) if sid else None)
+        if session is None or not session.username:
+            self.ctx.headers(request, b"text/plain; charset=utf-8")
+            request.setResponseCode(401)
+            return b"the session has ended\n"
+        try:
+            filters, _errors, given = self._filters(request, session)
+        except FormError as exc:
+            return self.ctx.refuse(request, session, 400, str(exc))
+        d = self.ctx.pool.run(load_worklist, filters, session.username, at=self.ctx.now(),
+                              source=client(request),
+                              previous=self._shown.get(session.id, ()))
+
+        def done(view: WorklistView) -> bytes:
+            self._remember(session, view)
+            return self.ctx.render(request, session, "worklist_live.html", keep_flashes=True,
+                                   **self._context(request, session, view, given))
 
         return self.ctx.respond(request, session, d, done)
 
@@ -162,7 +279,8 @@ class WorklistPage(Page):
     def _after(self, request: Request, session: Session, outcomes: list[Outcome] | None,
                back: str) -> bytes:
         if outcomes is not None:
-            self.ctx.flash_outcomes(session, outcomes)
+            gettext = self.ctx.locales[session.lang].gettext
+            self.ctx.flash_outcomes(session, [in_words(o, gettext) for o in outcomes])
         return self.ctx.redirect(request, back)
 
 
@@ -177,7 +295,8 @@ def _refusal_safe(d: Any, session: Session, ctx: WebContext) -> Any:
     return d.addErrback(refused)
 
 
-_DECISIONS = {"reject": Action.REJECT, "rerun": Action.REQUEST_RERUN}
+_DECISIONS = {"reject": Action.REJECT, "rerun": Action.REQUEST_RERUN,
+              "retract": Action.RETRACT}
 
 
 class SamplePage(Page):
@@ -192,6 +311,14 @@ class SamplePage(Page):
                               source=client(request))
 
         def done(view: SampleView) -> bytes:
+            if view.sample is None:
+                gettext = self.ctx.locales[session.lang].gettext
+                return self.ctx.render(request, session, "error.html", status=403,
+                                       criticals=view.criticals, message=gettext(
+                    "The results of sample {barcode} belong to the section {sections}, "
+                    "which you do not hold. An administrator can give it to you."
+                ).format(barcode=accession, sections=", ".join(
+                    x or "-" for x in view.refused)))
             return self.ctx.render(request, session, "sample.html", criticals=view.criticals,
                                    sample=view.sample, doctor="doctor" in session.roles,
                                    now_local=self.ctx.now().astimezone(
@@ -255,6 +382,7 @@ class SamplePage(Page):
                back: str) -> bytes:
         if outcome is not None:
             gettext = self.ctx.locales[session.lang].gettext
+            outcome = in_words(outcome, gettext)
             if outcome.refused:
                 session.flash("error", gettext("Refused: {test}: {why}").format(
                     test=outcome.test, why=outcome.refused))

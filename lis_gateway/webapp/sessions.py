@@ -107,6 +107,16 @@ class Sessions:
         self._by_id.move_to_end(session_id)
         return session, None
 
+    def peek(self, session_id: str, now: float) -> Session | None:
+        """The live session of ``session_id`` without counting this as a use (the
+        worklist's live refresh must not keep an unattended screen logged in); None
+        when unknown or past a timeout (it ends at the next real request)."""
+        session = self._by_id.get(session_id)
+        if session is None or now - session.seen > self.idle or (
+                now - session.created > self.absolute):
+            return None
+        return session
+
     def drop(self, session_id: str) -> None:
         """End a session (logout)."""
         self._by_id.pop(session_id, None)

@@ -190,14 +190,17 @@ class WebContext:
         request.setHeader(b"Referrer-Policy", b"no-referrer")
 
     def render(self, request: Request, session: Session | None, template: str, *,
-               status: int = 200, criticals: Any = (), **context: Any) -> bytes:
-        """A page from a template, in the session's language."""
+               status: int = 200, criticals: Any = (), keep_flashes: bool = False,
+               **context: Any) -> bytes:
+        """A page from a template, in the session's language (``keep_flashes``: a part
+        of a page, which leaves the session's messages for the next whole page)."""
         locale = self.locales[self.lang_of(request, session)]
         self.headers(request)
         request.setResponseCode(status)
         page = self.templates.get_template(template).render(
             _=locale.gettext, locale=locale, session=session, languages=LANGUAGE_NAMES,
-            flashes=session.take_flashes() if session is not None else [],
+            flashes=session.take_flashes() if session is not None and not keep_flashes
+            else [],
             criticals=criticals, state_label=lambda st: locale.gettext(STATE_LABELS[st]),
             role_label=lambda r: locale.gettext(ROLE_LABELS.get(r) or r),
             here=request.uri.decode("utf-8", "replace"),

@@ -6,6 +6,12 @@ of the test process (started once, stopped at exit), with a real
 ``DbPool`` on an SQLite file. The app's clock is a ``task.Clock`` the
 tests move (session timeouts, lockout windows): the server only reads it.
 
+:func:`start_outbox` adds the gateway's real outbox worker for an
+``hl7-mllp`` destination (the real reactor's clock: it must keep time by
+itself), and :class:`MllpReceiver` is an HIS on loopback TCP written on
+plain sockets, sharing no code with the gateway, that acknowledges (AA)
+every ORU^R01 it receives and keeps them.
+
 :class:`Browser` is a small synchronous HTTP client over treq: it keeps
 cookies, never follows redirects by itself, and reads each form's CSRF
 token from the page.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import re
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,25 +32,33 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
 import treq
 from sqlalchemy import Engine, update
 from twisted.internet.task import Clock
 from twisted.internet.threads import blockingCallFromThread
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from lis_gateway.autoverify import Autoverification
+from lis_gateway.ingest import store_for_analyzer
 from lis_gateway.lifecycle import Policy
+from lis_gateway.linkspec import DestinationSpec
 from lis_gateway.normalize import NormalizedResult
+from lis_gateway.outbound.destinations import make_channel
+from lis_gateway.outbound.worker import OutboxWorker
+from lis_gateway.rules_file import load_rules
 from lis_gateway.store import repository as repo
 from lis_gateway.store import schema as s
 from lis_gateway.store.engine import make_engine
 from lis_gateway.store.migrations import migrate
 from lis_gateway.store.pool import DbPool
+from lis_gateway.store.sections import set_user_sections, sync_analyzer_sections
 from lis_gateway.store.users import password_hash
 from lis_gateway.web.site import build_site
 from lis_gateway.webapp import webapp_resource
 
-from ..store.test_lifecycle_store import ingest
-from ..store.test_repository import RAW, result
+from ..store.test_lifecycle_store import RULES, ingest
+from ..store.test_repository import RAW, T0, result
 
 #: The app's clock starts here (2026-11-22 08:00 in Hanoi).
 START = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
@@ -123,11 +138,21 @@ def start_live(tmp: Path, *, secure_cookies: bool = False,
 # --------------------------------------------------------------------- data
 
 
-def add_user(engine: Engine, name: str, *roles: str, display: str = "") -> None:
-    """A user with :data:`PASSWORD`."""
+def add_user(engine: Engine, name: str, *roles: str, display: str = "",
+             sections: Sequence[str] = ()) -> None:
+    """A user with :data:`PASSWORD` (and lab ``sections``)."""
     with engine.begin() as conn:
         repo.create_user(conn, name, START, display_name=display, roles=list(roles),
                          hashed_password=password_hash(PASSWORD))
+        if sections:
+            set_user_sections(conn, name, sections, START)
+
+
+def set_sections(engine: Engine, sections: dict[str, str]) -> None:
+    """The analyzers' lab sections, as ``run`` copies them from the configuration."""
+    with engine.begin() as conn:
+        sync_analyzer_sections(conn, [(name, "", section) for name, section in
+                                      sections.items()], START)
 
 
 _raw_counter = iter(range(1, 1_000_000))
@@ -135,10 +160,18 @@ _raw_counter = iter(range(1, 1_000_000))
 
 def receive(engine: Engine, results: Sequence[NormalizedResult], *,
             patient: tuple[str, str, str] | None = None, hospital_id: str = "",
-            stat: bool = False) -> list[int]:
-    """Store one message from analyzer ``cobas`` judged by the test rule set
+            stat: bool = False, analyzer: str = "cobas") -> list[int]:
+    """Store one message from ``analyzer`` judged by the test rule set
     (limits 3..10, delta, critical), with the sample's patient and priority."""
-    ids = ingest(engine, list(results), raw=RAW + str(next(_raw_counter)).encode())
+    raw = RAW + str(next(_raw_counter)).encode()
+    if analyzer == "cobas":
+        ids = ingest(engine, list(results), raw=raw)
+    else:
+        judging = Autoverification(load_rules(RULES), Policy(), driver="generic-astm")
+        with engine.begin() as conn:
+            ids = list(store_for_analyzer(
+                conn, analyzer=analyzer, family="generic-astm", protocol="astm", raw=raw,
+                received_at=T0, results=list(results), autoverification=judging).result_ids)
     accession = results[0].row.sample_id
     with engine.begin() as conn:
         if patient is not None or hospital_id:
@@ -160,6 +193,73 @@ def glucose(sample: str, value: str = "5.4", *, critical: str = "",
                   completed_at=f"202611220{8 + minute // 60}{minute % 60:02d}00")
     return dataclasses.replace(base, critical=critical,
                                result_time=START + timedelta(minutes=minute))
+
+
+# --------------------------------------------------------------------- the HIS
+
+
+class MllpReceiver:
+    """An HIS on loopback TCP: keeps every MLLP message and answers it AA (plain sockets)."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buffer += data
+                while b"\x1c\r" in buffer:
+                    block, buffer = buffer.split(b"\x1c\r", 1)
+                    message = block.lstrip(b"\x0b")
+                    with self._lock:
+                        self.received.append(message)
+                    control = message.split(b"\r", 1)[0].split(b"|")[9]
+                    conn.sendall(b"\x0bMSH|^~\\&|HIS|HOSP|LIS_GATEWAY||20261122000000||"
+                                 b"ACK^R01^ACK|A" + control + b"|P|2.5.1\rMSA|AA|" + control
+                                 + b"\r\x1c\r")
+
+    def messages(self) -> list[bytes]:
+        """What arrived so far."""
+        with self._lock:
+            return list(self.received)
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._server.close()
+
+
+def start_outbox(live: Live, port: int, *, name: str = "his") -> Iterator[OutboxWorker]:
+    """The outbox worker of an ``hl7-mllp`` destination on 127.0.0.1:``port``, on the live
+    app's store; stopped when the generator is closed."""
+    destination = DestinationSpec(name=name, type="hl7-mllp", host="127.0.0.1", port=port,
+                                  hospital="BV_TEST", ack_timeout=10)
+    the_reactor = reactor()
+    channel = make_channel(destination, the_reactor, structlog.get_logger("test-outbox"))
+    worker = OutboxWorker(name, live.pool, channel, the_reactor, poll_interval=0.2)
+    on_reactor(worker.startService)
+    try:
+        yield worker
+    finally:
+        on_reactor(worker.stopService)
 
 
 # --------------------------------------------------------------------- client
