@@ -6,6 +6,12 @@
 * :func:`make_client_service`: the gateway connects out and reconnects with
   ``backoffPolicy`` on Twisted's :class:`ClientService`, clock injected.
 
+A listening link accepts at most :data:`MAX_CONNECTIONS` connections at once
+(an analyzer normally holds one; a few more cover one that reconnects before
+its old connection is seen to be gone). Beyond that a new connection is
+closed at once and logged (``tcp-connection-refused``), so a misbehaving or
+hostile peer cannot exhaust the process's file descriptors or memory.
+
 Neither knows about drivers or ASTM: the composition root (``service.py``)
 decides which protocol a link speaks.
 """
@@ -27,8 +33,9 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
+    ITransport,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 #: Builds the protocol of one connection, given a session id for the logs.
@@ -37,10 +44,42 @@ ProtocolBuilder = Callable[[str], Protocol]
 #: Reconnect delays (seconds) for a given number of failed attempts in a row.
 RetryPolicy = Callable[[int], float]
 
+#: Most connections one listening link keeps open at once.
+MAX_CONNECTIONS = 16
+
 
 def default_retry_policy() -> RetryPolicy:
     """The reconnect policy for analyzer links: 1 s growing to at most 60 s."""
     return backoffPolicy(initialDelay=1.0, maxDelay=60.0, factor=1.5)
+
+
+class _Counted(Protocol):
+    """Hands the real transport to the link protocol and tells the factory when it closes.
+
+    The link protocol sees the real transport (producers, peer address), so
+    nothing changes for it; only ``dataReceived`` and ``connectionLost`` pass
+    through here.
+    """
+
+    def __init__(self, inner: Protocol, on_lost: Callable[[], None]) -> None:
+        self.inner = inner
+        self._on_lost = on_lost
+
+    def makeConnection(self, transport: ITransport) -> None:
+        """Connect the link protocol to the transport."""
+        super().makeConnection(transport)
+        self.inner.makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Hand received bytes to the link protocol."""
+        self.inner.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Tell the link protocol, then free the connection's place."""
+        try:
+            self.inner.connectionLost(reason)
+        finally:
+            self._on_lost()
 
 
 class LinkFactory(Factory[Protocol]):
@@ -49,20 +88,42 @@ class LinkFactory(Factory[Protocol]):
     Args:
         build: the link's protocol builder.
         log: logger bound to the link.
+        max_connections: connections open at once beyond which new ones are
+            closed at once (None: no limit, for outgoing connections).
     """
 
-    def __init__(self, build: ProtocolBuilder, log: FilteringBoundLogger | None = None) -> None:
+    def __init__(self, build: ProtocolBuilder, log: FilteringBoundLogger | None = None,
+                 max_connections: int | None = MAX_CONNECTIONS) -> None:
         self._build = build
         self._sessions = itertools.count(1)
         self._log: FilteringBoundLogger = (
             log if log is not None else structlog.get_logger("lis_gateway.tcp"))
+        self.max_connections = max_connections
+        #: connections open now (counted only with a limit)
+        self.open_connections = 0
 
-    def buildProtocol(self, addr: IAddress | None) -> Protocol:
-        """Build the protocol for a new connection from or to ``addr``."""
-        session = str(next(self._sessions))
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        """Build the protocol for a new connection from or to ``addr``.
+
+        Returns ``None`` (Twisted then closes the connection) when
+        ``max_connections`` are already open.
+        """
         peer = f"{getattr(addr, 'host', '?')}:{getattr(addr, 'port', '?')}"
+        if self.max_connections is None:
+            session = str(next(self._sessions))
+            self._log.info("tcp-connection", session=session, peer=peer)
+            return self._build(session)
+        if self.open_connections >= self.max_connections:
+            self._log.warning("tcp-connection-refused", peer=peer,
+                              reason="too many connections", limit=self.max_connections)
+            return None
+        session = str(next(self._sessions))
         self._log.info("tcp-connection", session=session, peer=peer)
-        return self._build(session)
+        self.open_connections += 1
+        return _Counted(self._build(session), self._closed)
+
+    def _closed(self) -> None:
+        self.open_connections -= 1
 
 
 class LinkServerService(Service):
@@ -147,5 +208,5 @@ def make_client_service(endpoint: IStreamClientEndpoint, build: ProtocolBuilder,
         A ``ClientService`` that reconnects with back-off whenever the
         connection fails or is lost.
     """
-    return ClientService(endpoint, LinkFactory(build, log),
+    return ClientService(endpoint, LinkFactory(build, log, max_connections=None),
                          retryPolicy=retry_policy or default_retry_policy(), clock=clock)
