@@ -11,6 +11,11 @@ link layer. Both only feed bytes in, route events out and write bytes:
   frame that completes no message is ACKed at once; the frame that completes
   one is ACKed only after the sink's Deferred fires, and NAKed if it fails
   (the analyzer then sends the same frame again and nothing is lost).
+* Bounded memory: text received since the last complete message is limited
+  to :data:`MAX_MESSAGE` bytes. An E1381 frame that would go beyond it is
+  answered NAK (the sender retries, then gives up; what came before is kept
+  as an incomplete transmission with the reason); a bare-record link that
+  goes beyond it is closed.
 * One ``IDelayedCall`` is re-armed after every turn at ``link.get_timer()``
   (aioquic's ``transmit``/``_handle_timer``); time always comes from the
   injected clock.
@@ -110,6 +115,13 @@ _LOGGED_EVENTS: dict[type, tuple[str, str]] = {
 
 #: Bare-record links: a "record" longer than this without a line break is garbage.
 MAX_BARE_RECORD = 1 << 20
+#: Most text bytes received since the last complete message (what the assembler holds).
+MAX_MESSAGE = 16 << 20
+
+
+def too_long(limit: int) -> str:
+    """Why the text of an over-long message was refused (kept with it as the reason)."""
+    return f"message longer than {limit} bytes"
 
 
 def failure_kind(failure: Failure) -> str:
@@ -166,14 +178,20 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         presence: told when this connection is up and when it is gone (what
             pushes work to the analyzer uses the connection that is up).
         analyzer: the link's configured name, the label of its metrics.
+        max_message: most text bytes since the last complete message; a frame
+            beyond it is answered NAK.
     """
 
     def __init__(self, config: LinkConfig, clock: IReactorTime, encoding: str, sink: Sink,
                  recorder: Recorder | None = None,
                  log: FilteringBoundLogger | None = None,
                  orders: OrderSource | None = None,
-                 presence: LinkPresence | None = None, analyzer: str = "") -> None:
+                 presence: LinkPresence | None = None, analyzer: str = "",
+                 max_message: int = MAX_MESSAGE) -> None:
         super().__init__(clock, sink, recorder, log, "astm")
+        self.max_message = max_message
+        self._pending_text = 0  # text bytes received since the last complete message
+        self._too_long = False  # the text was refused for its length
         self._analyzer = analyzer  # the metrics label (the configured link name)
         self._held_at = 0.0  # when the ACK of the completing frame started waiting
         self._orders = orders
@@ -283,14 +301,20 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             case TransferEnded():
                 self._log.debug("transfer-ended", offset=event.offset)
                 reason = "sender ended after a refused frame" if self._refused else None
+                if self._too_long:
+                    reason = f"{too_long(self.max_message)}: refused"
                 self._refused = False
+                self._end_text()
                 self._finish(self._assembler.end_transfer(aborted=reason))
             case TransferAborted():
                 self._log.warning("transfer-aborted", reason=event.reason.value,
                                   detail=event.detail)
                 self._hold = None
                 self._refused = False
-                self._finish(self._assembler.end_transfer(aborted=event.reason.value))
+                reason = (f"{too_long(self.max_message)}: refused" if self._too_long
+                          else event.reason.value)
+                self._end_text()
+                self._finish(self._assembler.end_transfer(aborted=reason))
             case MessageSent():
                 self._log.info("message-sent", length=len(event.message))
                 self._sink.message_sent(event.message)
@@ -324,12 +348,16 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         self._log.debug("frame-accepted", fn=event.fn, offset=event.offset,
                         length=len(event.text), final=event.final)
         self._refused = False
+        if event.held and self._pending_text + len(event.text) > self.max_message:
+            self._refuse_too_long(event)
+            return
         # The frame may be refused later (NAK) and then sent again: remember the
         # assembler as it was before this frame so the resent text is not doubled.
         before = self._assembler.checkpoint() if event.held else None
         items = self._assembler.add_text(event.text, block_end=event.final,
                                          offset=event.offset)
         messages = [item for item in items if isinstance(item, AstmMessage)]
+        self._pending_text = 0 if messages else self._pending_text + len(event.text)
         self._finish(item for item in items if not isinstance(item, AstmMessage))
         if before is None:  # not held: nothing waits for the sink
             self._finish(messages)
@@ -347,6 +375,20 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             consumeErrors=True)
         d.addCallbacks(self._release_ack, self._refuse_frame,
                        callbackArgs=(token, messages), errbackArgs=(token, before))
+
+    def _refuse_too_long(self, event: FrameAccepted) -> None:
+        """NAK a frame that would make the message too long (E1381: the sender retries
+        the frame, then gives up with EOT; the text before it is kept as incomplete)."""
+        if not self._too_long:
+            self._log.error("message-too-long", offset=event.offset, limit=self.max_message,
+                            length=self._pending_text + len(event.text), answer="nak")
+        self._too_long = True
+        self._refused = True
+        self.link.reject(self._clock.seconds())
+
+    def _end_text(self) -> None:
+        self._pending_text = 0
+        self._too_long = False
 
     def _release_ack(self, _result: object, token: object,
                      messages: list[AstmMessage] | None = None) -> None:
@@ -421,8 +463,11 @@ class BareRecordProtocol(_RecordedLinkProtocol):
 
     def __init__(self, clock: IReactorTime, encoding: str, sink: Sink,
                  recorder: Recorder | None = None,
-                 log: FilteringBoundLogger | None = None) -> None:
+                 log: FilteringBoundLogger | None = None,
+                 max_message: int = MAX_MESSAGE) -> None:
         super().__init__(clock, sink, recorder, log, "bare")
+        self.max_message = max_message
+        self._pending_text = 0  # bytes fed since the last complete message
         self._assembler = MessageAssembler(encoding, any_newline=True)
         self._buffer = bytearray()
         self._offset = 0  # link offset of the first byte in the buffer
@@ -436,6 +481,12 @@ class BareRecordProtocol(_RecordedLinkProtocol):
             self._feed(cut, block_end=True)
         if len(self._buffer) > MAX_BARE_RECORD and self.transport is not None:
             self._log.error("record-too-long", offset=self._offset, length=len(self._buffer))
+            self.transport.loseConnection()
+        elif self._pending_text > self.max_message and self.transport is not None:
+            self._log.error("message-too-long", offset=self._offset, limit=self.max_message,
+                            length=self._pending_text)
+            self._finish(self._assembler.end_transfer(aborted=too_long(self.max_message)))
+            self._pending_text = 0
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -451,4 +502,6 @@ class BareRecordProtocol(_RecordedLinkProtocol):
         del self._buffer[:cut]
         items = self._assembler.add_text(text, block_end=block_end, offset=self._offset)
         self._offset += cut
+        done = any(isinstance(item, AstmMessage) for item in items)
+        self._pending_text = 0 if done else self._pending_text + cut
         self._finish(items)
