@@ -160,10 +160,17 @@ _raw_counter = iter(range(1, 1_000_000))
 
 def receive(engine: Engine, results: Sequence[NormalizedResult], *,
             patient: tuple[str, str, str] | None = None, hospital_id: str = "",
-            stat: bool = False, analyzer: str = "cobas") -> list[int]:
+            stat: bool = False, analyzer: str = "cobas", ordered: bool = False) -> list[int]:
     """Store one message from ``analyzer`` judged by the test rule set
-    (limits 3..10, delta, critical), with the sample's patient and priority."""
+    (limits 3..10, delta, critical), with the sample's patient and priority.
+
+    With ``ordered`` the patient is on the sample before the message arrives, as after
+    an HIS order, so the delta check finds the patient's earlier results."""
     raw = RAW + str(next(_raw_counter)).encode()
+    if ordered:
+        with engine.begin() as conn:
+            repo.ensure_sample(conn, results[0].row.sample_id, START,
+                               repo.PatientIds(hospital_id=hospital_id or None))
     if analyzer == "cobas":
         ids = ingest(engine, list(results), raw=raw)
     else:

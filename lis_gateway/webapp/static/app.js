@@ -25,7 +25,9 @@ document.addEventListener("DOMContentLoaded", () => {
       return true;
     }
     const active = document.activeElement;
-    if (active && ["INPUT", "SELECT", "TEXTAREA"].includes(active.tagName)) { return true; }
+    const typing = active && (["SELECT", "TEXTAREA"].includes(active.tagName) ||
+      (active.tagName === "INPUT" && !["checkbox", "radio", "button", "submit"].includes(active.type)));
+    if (typing) { return true; }
     const selection = window.getSelection();
     return Boolean(selection && selection.toString());
   };
