@@ -32,7 +32,7 @@ from sqlalchemy import Connection
 from twisted.web.server import Request
 
 from lis_gateway.lifecycle import Action, ResultState
-from lis_gateway.sections import Scope
+from lis_gateway.sections import EVERYTHING, Scope
 from lis_gateway.store import worklist as wl
 from lis_gateway.store._common import NotFoundError
 from lis_gateway.store.audit import append_audit
@@ -100,7 +100,7 @@ class WorklistView:
     criticals: tuple[tuple[str, wl.WorkResult], ...]
     analyzers: tuple[str, ...]
     sections: tuple[str, ...] = ()
-    scope: Scope = wl.EVERYTHING
+    scope: Scope = EVERYTHING
 
     @property
     def shown(self) -> tuple[str, ...]:
