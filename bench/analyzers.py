@@ -131,6 +131,19 @@ async def hold_idle(port: int, count: int) -> list[socket.socket]:
     return socks
 
 
+def closed_by_peer(socks: Sequence[socket.socket]) -> int:
+    """How many of these connections the other end has closed (refused after accept)."""
+    closed = 0
+    for sock in socks:
+        try:
+            closed += sock.recv(1) == b""
+        except BlockingIOError:
+            continue  # open, nothing to read: an idle link
+        except ConnectionError:
+            closed += 1
+    return closed
+
+
 # ------------------------------------------------------------------ serial (pty)
 
 @dataclass

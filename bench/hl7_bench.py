@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import hl7
 from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.core import Message as Hl7apyMessage
 from hl7apy.parser import parse_message as hl7apy_parse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,6 +132,41 @@ def hl7apy_values(raw: bytes, level: int) -> list[tuple[str, ...]]:
     return out
 
 
+def hl7apy_build(segments: list[str]) -> str:
+    """The workload built with hl7apy's object API (groups, segments, field by field).
+
+    Every non-empty field is assigned its ER7 text (repetitions added one by
+    one), so hl7apy splits it into components itself; ``to_er7()`` gives the
+    workload's bytes back (checked before timing). python-hl7 has no such API
+    (it builds only ACKs, ``create_ack``, timed below).
+    """
+    m = Hl7apyMessage("ORU_R01", version="2.5.1", validation_level=VALIDATION_LEVEL.QUIET)
+
+    def fill(seg: Any, text: str) -> None:
+        fields = text.split("|")
+        is_msh = seg.name == "MSH"
+        for i, value in enumerate(fields[2:] if is_msh else fields[1:], start=3 if is_msh else 1):
+            name = f"{seg.name.lower()}_{i}"
+            if value and is_msh:
+                setattr(seg, name, value)
+            elif value:
+                for rep in value.split("~"):
+                    seg.add_field(name).value = rep
+
+    fill(m.msh, segments[0])
+    result = m.add_group("ORU_R01_PATIENT_RESULT")
+    patient = result.add_group("ORU_R01_PATIENT")
+    fill(patient.add_segment("PID"), segments[1])
+    fill(patient.add_group("ORU_R01_VISIT").add_segment("PV1"), segments[2])
+    order = result.add_group("ORU_R01_ORDER_OBSERVATION")
+    fill(order.add_segment("ORC"), segments[3])
+    fill(order.add_segment("OBR"), segments[4])
+    for obx in segments[5:]:
+        fill(order.add_group("ORU_R01_OBSERVATION").add_segment("OBX"), obx)
+    er7: str = m.to_er7()
+    return er7
+
+
 def main() -> int:
     """Check that all parsers agree, time them, print a table, write the JSON."""
     parser = argparse.ArgumentParser()
@@ -152,6 +190,11 @@ def main() -> int:
     if [v[1:] for v in ours(built.raw)[1:]] != [v[1:] for v in expected[1:]]:
         print("MISMATCH: the built ORU does not carry the workload's OBX values", file=sys.stderr)
         return 1
+    segments = raw.decode().split("\r")[:-1]
+    if hl7apy_build(segments) + "\r" != raw.decode():
+        print("MISMATCH: hl7apy's build differs from the workload", file=sys.stderr)
+        return 1
+    print("checks passed: hl7apy's object-API build gives the workload's bytes back")
     cases = {
         "ours: parse_message + read the OBX values": lambda: ours(raw),
         "python-hl7: hl7.parse + read the OBX values": lambda: python_hl7(raw),
@@ -162,6 +205,7 @@ def main() -> int:
                                  find_groups=True).validate(),
         "ours: build_oru_r01 (20 OBX, escaped, UTF-8)":
             lambda: build_oru_r01(*ORU_INPUTS, control_id="GW-1", now=NOW),
+        "hl7apy: build the ORU (object API, QUIET) + to_er7()": lambda: hl7apy_build(segments),
         "ours: plan_acks + build_ack (AA)":
             lambda: build_ack(msg, plan_acks(msg, Outcome.ACCEPTED)[0], control_id="A1",
                               now=NOW),
@@ -169,6 +213,7 @@ def main() -> int:
             lambda: str(hl7.parse(raw.decode()).create_ack("AA", message_id="A1")),
     }
     results: dict[str, Any] = {}
+    load_before = os.getloadavg()
     print(f"\n{args.reps} repetitions after a warm-up; time per message\n")
     print(f"{'case':55} {'median':>12} {'min-max':>22} {'msg/s':>10}")
     for name, fn in cases.items():
@@ -182,7 +227,10 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=ROOT).stdout.strip()
     out.write_text(json.dumps({"commit": commit, "python": platform.python_version(),
-                               "machine": platform.machine(), "results": results}, indent=1))
+                               "machine": platform.machine(),
+                               "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                               "peers": {"hl7": version("hl7"), "hl7apy": version("hl7apy")},
+                               "results": results}, indent=1))
     print(f"\nwritten {out.relative_to(ROOT)}")
     return 0
 

@@ -180,6 +180,7 @@ class Gateway:
             raise BenchError("the generated configuration is refused:\n" + check.stdout
                              + check.stderr)
         out = self.log.open("ab")
+        offset = out.tell()  # this run's status lines only (a log may be appended to)
         started = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lis_gateway", "run", "--config", str(self.config)],
@@ -189,7 +190,7 @@ class Gateway:
         ready: set[str] = set()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
-            text = self.log.read_text("utf-8", "replace")
+            text = self.log.read_bytes()[offset:].decode("utf-8", "replace")
             for name, port in LISTENING.findall(text):
                 self.ports[name] = int(port)
                 ready.add(name)

@@ -660,7 +660,13 @@ def main(argv: list[str] | None = None) -> int:
           f"of text, {len(w.frames)} E1381 frames ({len(w.raw)} bytes on the wire)")
     try:
         expected = check_ours(w, cases)
-        peer_python = None if args.no_peers else ensure_peer_venv()
+        peer_python, peer_missing = None, "not run (--no-peers)" if args.no_peers else ""
+        if not args.no_peers:
+            try:
+                peer_python = ensure_peer_venv()
+            except SystemExit as exc:  # offline: our figures still count, the peer's are absent
+                peer_missing = str(exc)
+                print(f"python-astm NOT MEASURED: {peer_missing}", file=sys.stderr)
         notes: dict[str, Any] = {}
         astm_version = None
         if peer_python is not None:
@@ -706,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine_info(), "cpu_scale_sum_range_1e6_ms": round(scale, 2),
                     "loadavg_before": load_before, "loadavg_after": load_after},
         "peer": {"astm": astm_version, "venv": str(PEER_VENV.relative_to(ROOT))}
-        if peer_python else None,
+        if peer_python else {"not_measured": peer_missing},
         "settings": {**settings, "timer": "time.perf_counter", "warmup_reps": 1,
                      "gc": "enabled, collected before each repetition"},
         "workload": {"records": w.n_records, "results": w.n_results,
