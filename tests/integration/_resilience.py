@@ -11,12 +11,16 @@ with the gateway.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import pwd
 import select as select_module
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -106,6 +110,7 @@ class Exchange:
 
     Attributes:
         acked: messages whose last frame the gateway acknowledged, in order.
+        acked_at: when each was acknowledged (``time.monotonic()``).
         failed: messages handed back by the link (refused six times, timed out).
         received: every byte the gateway sent.
         frames: frames written.
@@ -113,6 +118,7 @@ class Exchange:
     """
 
     acked: list[bytes] = field(default_factory=list)
+    acked_at: list[float] = field(default_factory=list)
     failed: list[bytes] = field(default_factory=list)
     received: bytearray = field(default_factory=bytearray)
     frames: int = 0
@@ -184,6 +190,7 @@ def send_messages(line: SocketLine | PtyLine, messages: list[bytes], *, timeout:
             for event in link.events():  # before writing: a write may find the peer gone
                 if isinstance(event, MessageSent):
                     result.acked.append(event.message)
+                    result.acked_at.append(time.monotonic())
                 elif isinstance(event, SendFailed):
                     result.failed.extend(event.messages)
             if len(result.acked) + len(result.failed) == len(messages):
@@ -336,3 +343,83 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> Non
             return
         time.sleep(0.1)  # polling, not asserting on speed
     raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster (Debian's initdb and pg_ctl) that can be stopped and
+    started again; as the ``postgres`` system user when we are root (initdb refuses root).
+
+    Same approach as ``tests/store/conftest.py``: a temporary directory, a free port on
+    127.0.0.1, the Unix socket in that directory, trust authentication.
+    """
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        initdb = found[-1] if found else shutil.which("initdb")
+        assert initdb, "PostgreSQL server binaries not found: `make test` installs them"
+        self.bindir = Path(initdb).parent
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            self.user = "postgres"
+            try:
+                pwd.getpwnam(self.user)
+            except KeyError:
+                self._run(["useradd", "--system", "--no-create-home", "--shell",
+                           "/bin/false", self.user], as_user=False)
+        self.base = Path(tempfile.mkdtemp(prefix="lis-pg-outage-"))
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.base, entry.pw_uid, entry.pw_gid)
+        self.base.chmod(0o700)
+        self.data = self.base / "data"
+        self.port = free_port()
+        self._run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
+                   "-A", "trust", "-E", "UTF8", "--no-sync"])
+        self.start()
+
+    @property
+    def admin_url(self) -> str:
+        """The ``postgres`` database, for creating others."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, argv: list[str], *, as_user: bool = True) -> None:
+        if as_user and self.user is not None:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"{' '.join(argv)}: {done.stdout}\n{done.stderr}"
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        opts = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c full_page_writes=off")
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
+                   str(self.base / "log"), "-w", "-t", "60", "start"])
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: connections are cut, as in an outage)."""
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                   "stop"])
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; returns its URL."""
+        from sqlalchemy import text
+
+        admin = make_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            admin.dispose()
+        return self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def remove(self) -> None:
+        """Stop (if running) and delete the cluster."""
+        argv = [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                "stop"]
+        if self.user is not None:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        shutil.rmtree(self.base, ignore_errors=True)
