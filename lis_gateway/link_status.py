@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from drivers import Framing, Protocol
+from lis_gateway.linkspec import LinkSpec
 
 #: The most errors kept per link (the oldest go first).
 MAX_ERRORS = 20
@@ -244,3 +248,26 @@ class StatusRecorder:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def link_framing(link: LinkSpec) -> str:
+    """How a link's negative acknowledgements look: ``astm`` (E1381 ``<NAK>``),
+    ``mllp`` (HL7 ACK with AE or AR) or ``bare`` (none)."""
+    if link.driver.protocol is Protocol.HL7:
+        return "mllp"
+    return "bare" if link.driver.framing is Framing.BARE else "astm"
+
+
+def declare_links(board: LinkStatusBoard, links: Sequence[LinkSpec]) -> LinkStatusBoard:
+    """Put every configured link on the board (in configuration order)."""
+    for link in links:
+        endpoint = (link.device if link.transport == "serial"
+                    else f"{link.host}:{link.port}")
+        board.add_link(link.name, transport=link.transport, driver=link.driver.name,
+                       endpoint=endpoint)
+    return board
+
+
+def status_recorder(board: LinkStatusBoard, link: LinkSpec) -> StatusRecorder:
+    """The recorder that tells ``board`` about one connection of ``link``."""
+    return StatusRecorder(board, link.name, link_framing(link))

@@ -51,7 +51,9 @@ from lis_gateway.wire import Recorder, TeeRecorder, open_recorder
 if TYPE_CHECKING:
     from lis_gateway.config import GatewayConfig
     from lis_gateway.ingest import RunsWork
+    from lis_gateway.link_status import LinkStatusBoard
     from lis_gateway.mapping import MappingTable
+    from lis_gateway.mapping_files import LiveTables
     from lis_gateway.order_download import PushTarget
 
 #: Seconds to wait for an outgoing TCP connection before counting it failed.
@@ -275,10 +277,13 @@ def download_service(targets: Sequence[PushTarget], pool: RunsWork, reactor: Any
 def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
                 tables: Iterable[MappingTable] = (),
                 download_to: Mapping[str, frozenset[str]] | None = None,
-                listening: Sequence[tuple[str, Callable[[], bool]]] = ()) -> IService:
+                listening: Sequence[tuple[str, Callable[[], bool]]] = (), *,
+                status: LinkStatusBoard | None = None,
+                live_tables: LiveTables | None = None) -> IService:
     """The HTTP side (``[web] listen``): the validation web app, health, metrics,
     readiness (``listening``: each server link's name and whether it listens) and,
-    with a token, the HIS's API."""
+    with a token, the HIS's API. ``status`` (the links' board) and ``live_tables``
+    (the mapping tables in use) feed the administration pages."""
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
     from lis_gateway.adapters.tcp import LinkServerService
@@ -288,6 +293,7 @@ def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
     from lis_gateway.web.health import Ready
     from lis_gateway.web.site import build_site
     from lis_gateway.webapp import webapp_resource
+    from lis_gateway.webapp.admin import AdminSetup, MappingSetup
 
     assert config.web_listen is not None
     host, port = config.web_listen
@@ -295,8 +301,15 @@ def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
     orders = (OrdersResource(pool, token, zone=zone, download_to=download_to) if token
               else None)
     xml4 = Xml4Resource(pool, token, indicators(tables), zone=zone) if token else None
+    has_orders = config.orders is not None or bool(config.orders_api_token)
+    mapping = None if live_tables is None else MappingSetup(
+        live_tables, {a.name: a.driver for a in config.analyzers}, config.rule_set,
+        {a.name: has_orders and not a.unsolicited for a in config.analyzers})
+    admin = AdminSetup(status=status, record_dir=config.record_dir,
+                       encodings={a.name: a.driver.encoding for a in config.analyzers},
+                       mapping=mapping, destinations=tuple(d.name for d in config.destinations))
     app = webapp_resource(pool, reactor, config.policy,
-                          secure_cookies=config.web_secure_cookies, zone=zone)
+                          secure_cookies=config.web_secure_cookies, zone=zone, admin=admin)
     log = structlog.get_logger("lis_gateway.web")
     service = LinkServerService(TCP4ServerEndpoint(reactor, port, interface=host),
                                 build_site(orders, xml4, app=app,
@@ -328,9 +341,12 @@ def run_gateway(config: GatewayConfig, *,
     from twisted.internet import reactor as global_reactor
 
     from lis_gateway.autoverify import Autoverification
+    from lis_gateway.config import SHIPPED_MAPPINGS
     from lis_gateway.hl7.datatypes import HierarchicDesignator
     from lis_gateway.ingest import StoreSink, load_tables
+    from lis_gateway.link_status import LinkStatusBoard, declare_links, status_recorder
     from lis_gateway.mapping import MappingTableError
+    from lis_gateway.mapping_files import LiveTables
     from lis_gateway.order_intake import OrderSink
     from lis_gateway.order_lookup import StoreOrderSource
     from lis_gateway.state_gauge import StateGauge
@@ -376,19 +392,25 @@ def run_gateway(config: GatewayConfig, *,
     order_sink = OrderSink(pool, zone=config.orders_time_zone, download_to=download_to)
     has_orders = config.orders is not None or bool(config.orders_api_token)
     links_and_orders = [*links, *([config.orders] if config.orders is not None else [])]
+    # the tables in use: a row fixed from the web app applies to the next message
+    live = LiveTables(tables, config.mapping_directories,
+                      [d for d in config.mapping_directories if d != SHIPPED_MAPPINGS])
+    board = declare_links(LinkStatusBoard(), links_and_orders)
 
     def sink_for(link: LinkSpec) -> Sink:
         if link is config.orders:
             return order_sink
         needs_order = has_orders and not link.unsolicited
-        return StoreSink(link.name, link.driver, link.transport,
-                         tables[link.driver.table_name], pool,
+        name = link.driver.table_name
+        return StoreSink(link.name, link.driver, link.transport, tables[name], pool,
                          autoverification=replace(judging, require_order=needs_order),
-                         adopt_patients=link.unsolicited)
+                         adopt_patients=link.unsolicited,
+                         current_table=lambda: live.get(name), status=board)
 
     def recorder_for(link: LinkSpec, session: str) -> Recorder:
-        return StoreRecorder(link.name, link.driver.name, link.transport, pool, reactor,
-                             peer=f"session {session}")
+        return TeeRecorder(StoreRecorder(link.name, link.driver.name, link.transport, pool,
+                                         reactor, peer=f"session {session}"),
+                           status_recorder(board, link))
 
     hospital = (HierarchicDesignator(config.orders_hospital) if config.orders_hospital
                 else None)
@@ -414,7 +436,8 @@ def run_gateway(config: GatewayConfig, *,
         if config.web_listen is not None:
             services.append(web_service(config, pool, reactor,
                                         [t for t in tables.values() if t is not None],
-                                        download_to=download_to, listening=listening))
+                                        download_to=download_to, listening=listening,
+                                        status=board, live_tables=live))
         return services
 
     def running(root: MultiService, reactor: Any) -> Deferred[Any] | None:

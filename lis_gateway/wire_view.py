@@ -26,8 +26,11 @@ CONTROL_NAMES = {
     0x13: "DC3", 0x14: "DC4", 0x15: "NAK", 0x16: "SYN", 0x17: "ETB", 0x18: "CAN",
     0x19: "EM", 0x1A: "SUB", 0x1B: "ESC", 0x1C: "FS", 0x1D: "GS", 0x1E: "RS", 0x1F: "US",
     0x7F: "DEL"}
-#: After these a new line starts on the page (ends of frames, records and blocks).
-_BREAK_AFTER = frozenset({"CR", "LF", "ETX", "ETB", "EOT", "ENQ", "ACK", "NAK", "FS"})
+#: After these a new line starts on the page (ends of frames and blocks, lone link
+#: characters); after CR too (an HL7 segment, an ASTM record) unless the frame goes on.
+_BREAK_AFTER = frozenset({"LF", "EOT", "ENQ", "ACK", "NAK", "FS"})
+#: A CR followed by one of these is inside an E1381 frame end (``<CR><ETX>``, ``<CR><LF>``).
+_FRAME_GOES_ON = frozenset({0x03, 0x17, 0x0A})
 #: The default and the largest tail shown, in KiB.
 DEFAULT_KB = 16
 MAX_KB = 1024
@@ -78,7 +81,8 @@ class WireTail:
 
 
 def visible(data: bytes, encoding: str = "latin-1") -> tuple[tuple[Piece, ...], ...]:
-    """Bytes as rows of text and named control characters (a row ends after CR, ETX, ...)."""
+    """Bytes as rows of text and named control characters: an E1381 frame
+    (``<STX>...<CR><ETX>xx<CR><LF>``) or an HL7 segment on a row of its own."""
     rows: list[tuple[Piece, ...]] = []
     row: list[Piece] = []
     run = bytearray()
@@ -88,14 +92,15 @@ def visible(data: bytes, encoding: str = "latin-1") -> tuple[tuple[Piece, ...], 
             row.append(Piece(bytes(run).decode(encoding, errors="replace")))
             run.clear()
 
-    for byte in data:
+    for i, byte in enumerate(data):
         name = CONTROL_NAMES.get(byte)
         if name is None:
             run.append(byte)
             continue
         flush_run()
         row.append(Piece(f"<{name}>", name))
-        if name in _BREAK_AFTER:
+        ends_segment = name == "CR" and (i + 1 == len(data) or data[i + 1] not in _FRAME_GOES_ON)
+        if name in _BREAK_AFTER or ends_segment:
             rows.append(tuple(row))
             row = []
     flush_run()

@@ -10,16 +10,21 @@ from lis_gateway.wire import open_recorder
 from lis_gateway.wire_view import Piece, newest_recording, parse_tail, read_tail, visible
 
 
-def test_control_characters_are_named_and_rows_end_after_frames() -> None:
-    """<STX>1H|...<CR><ETX>AB<CR><LF> becomes rows cut after CR, ETX and LF."""
+def test_control_characters_are_named_and_a_frame_is_one_row() -> None:
+    """<ENQ>, then a whole E1381 frame <STX>...<CR><ETX>xx<CR><LF> on one row, then <EOT>;
+    HL7 segments in an MLLP block each on a row."""
     rows = visible(b"\x05\x021H|\\^&\r\x0312\r\n\x04")
     assert rows == (
         (Piece("<ENQ>", "ENQ"),),
-        (Piece("<STX>", "STX"), Piece("1H|\\^&"), Piece("<CR>", "CR")),
-        (Piece("<ETX>", "ETX"),),
-        (Piece("12"), Piece("<CR>", "CR")),
-        (Piece("<LF>", "LF"),),
+        (Piece("<STX>", "STX"), Piece("1H|\\^&"), Piece("<CR>", "CR"), Piece("<ETX>", "ETX"),
+         Piece("12"), Piece("<CR>", "CR"), Piece("<LF>", "LF")),
         (Piece("<EOT>", "EOT"),))
+    mllp = visible(b"\x0bMSH|^~\\&\rOBX|1\r\x1c\r")
+    assert mllp == (
+        (Piece("<VT>", "VT"), Piece("MSH|^~\\&"), Piece("<CR>", "CR")),
+        (Piece("OBX|1"), Piece("<CR>", "CR")),
+        (Piece("<FS>", "FS"),),
+        (Piece("<CR>", "CR"),))
 
 
 def test_text_is_decoded_with_the_links_encoding() -> None:

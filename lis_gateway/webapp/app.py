@@ -1,7 +1,9 @@
 """The validation web app's resource tree, mounted at ``/`` of the gateway's site.
 
 ``/`` sends to ``/worklist``; ``/login``, ``/logout``, ``/lang``,
-``/worklist``, ``/sample`` and ``/static/<file>``; anything else is 404.
+``/worklist``, ``/sample`` and ``/static/<file>``; the administration pages
+``/mapping`` (``/fix``, ``/reprocess``), ``/analyzers`` (``/wire``),
+``/delivery`` (``/retry``, ``/reconcile``) and ``/audit``; anything else is 404.
 :func:`lis_gateway.web.site.build_site` adds ``/healthz`` and ``/api`` as
 children of this resource, so they keep working (without a session).
 """
@@ -21,6 +23,11 @@ from lis_gateway.ingest import RunsWork
 from lis_gateway.lifecycle import Policies, Policy
 
 from .accounts import LanguagePage, LoginPage, LogoutPage, Page
+from .admin import AdminSetup
+from .analyzers_page import AnalyzersPage, WirePage
+from .audit_page import AuditPage
+from .delivery_page import DeliveryPage, ReconcilePage, RetryPage
+from .mapping_page import MappingFixPage, MappingProblemsPage, MappingReprocessPage
 from .pages import SamplePage, WorklistPage
 from .sessions import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Session, Sessions
 from .web import WebContext
@@ -59,15 +66,39 @@ class Home(Page):
         return self.ctx.redirect(request, "/worklist")
 
 
+class Folder(Resource):
+    """A page with pages under it: ``/<name>`` is ``index``, ``/<name>/<child>`` a child."""
+
+    def __init__(self, index: Resource, children: dict[bytes, Resource]) -> None:
+        super().__init__()
+        self.index = index
+        self.pages = {b"": index, **children}
+
+    def render(self, request: Request) -> bytes | int:
+        return self.index.render(request)
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        page = self.pages.get(path)
+        return page if page is not None else notFound()
+
+
 class WebApp(Resource):
     """The root of the app: named pages, 404 for anything else."""
 
-    def __init__(self, ctx: WebContext) -> None:
+    def __init__(self, ctx: WebContext, admin: AdminSetup | None = None) -> None:
         super().__init__()
         self.ctx = ctx
+        setup = admin if admin is not None else AdminSetup()
         self.pages: dict[bytes, Resource] = {
             b"login": LoginPage(ctx), b"logout": LogoutPage(ctx), b"lang": LanguagePage(ctx),
             b"worklist": WorklistPage(ctx), b"sample": SamplePage(ctx),
+            b"mapping": Folder(MappingProblemsPage(ctx, setup), {
+                b"fix": MappingFixPage(ctx, setup),
+                b"reprocess": MappingReprocessPage(ctx, setup)}),
+            b"analyzers": Folder(AnalyzersPage(ctx, setup), {b"wire": WirePage(ctx, setup)}),
+            b"delivery": Folder(DeliveryPage(ctx, setup), {
+                b"retry": RetryPage(ctx, setup), b"reconcile": ReconcilePage(ctx, setup)}),
+            b"audit": AuditPage(ctx, setup),
             b"static": Static(ctx), b"": Home(ctx)}
 
     def getChild(self, path: bytes, request: Request) -> IResource:
@@ -79,7 +110,8 @@ def webapp_resource(pool: RunsWork, clock: IReactorTime, policy: Policy | Polici
                     secure_cookies: bool, zone: str = "Asia/Ho_Chi_Minh",
                     idle_timeout: float = IDLE_TIMEOUT,
                     absolute_timeout: float = ABSOLUTE_TIMEOUT,
-                    log: FilteringBoundLogger | None = None) -> Resource:
+                    log: FilteringBoundLogger | None = None,
+                    admin: AdminSetup | None = None) -> Resource:
     """The validation web app, to mount at ``/`` (``build_site(..., app=...)``).
 
     Args:
@@ -90,8 +122,11 @@ def webapp_resource(pool: RunsWork, clock: IReactorTime, policy: Policy | Polici
         zone: the lab's time zone for showing and reading times.
         idle_timeout, absolute_timeout: session lifetimes in seconds.
         log: a logger (never given patient data).
+        admin: what the administration pages need (the links' status board, the
+            recordings, the live mapping tables, the destinations); without it they
+            say what they lack.
     """
     ctx = WebContext(pool, clock, policy, secure_cookies, zone,
                      Sessions(idle=idle_timeout, absolute=absolute_timeout),
                      log if log is not None else structlog.get_logger("lis_gateway.webapp"))
-    return WebApp(ctx)
+    return WebApp(ctx, admin)
