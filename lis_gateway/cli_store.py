@@ -188,13 +188,13 @@ def parse_section(text: str) -> str:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    """Add a user, set a password, certificate number or sections, or disable a user
-    (each audited)."""
+    """Add a user, set a password, certificate number or sections, disable or enable a
+    user (each audited)."""
     from sqlalchemy.exc import IntegrityError
 
     from lis_gateway.store import repository
     from lis_gateway.store.sections import set_user_sections
-    from lis_gateway.store.users import set_certificate
+    from lis_gateway.store.users import enable_user, password_problem, set_certificate
 
     config = _load_config(args)
     if config is None:
@@ -203,6 +203,10 @@ def cmd_user(args: argparse.Namespace) -> int:
     if args.user_command == "passwd" or getattr(args, "password_stdin", False):
         password = _read_password()
         if password is None:
+            return 2
+        problem = password_problem(args.name, password)
+        if problem:
+            print(f"refused: {problem}", file=sys.stderr)
             return 2
         hashed = repository.password_hash(password)
     engine = _open_store(config)
@@ -235,6 +239,9 @@ def cmd_user(args: argparse.Namespace) -> int:
                 held = set_user_sections(conn, args.name, args.sections, now, actor=source,
                                          source=source)
                 print(f"sections of {args.name}: {', '.join(held) or '(none)'}")
+            elif args.user_command == "enable":
+                enable_user(conn, args.name, now, actor=source, source=source)
+                print(f"user {args.name} enabled")
             else:
                 repository.disable_user(conn, args.name, now, actor=source, source=source)
                 print(f"user {args.name} disabled")

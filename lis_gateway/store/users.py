@@ -57,6 +57,20 @@ def certificate_number(text: str) -> str:
     return number
 
 
+#: The shortest password accepted (characters); a passphrase is easier to remember.
+MIN_PASSWORD_LENGTH = 10
+
+
+def password_problem(username: str, password: str) -> str:
+    """Why a new password is refused ("" when it is acceptable): too short, or the
+    user name itself."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"a password needs at least {MIN_PASSWORD_LENGTH} characters"
+    if password.strip().casefold() == username.strip().casefold():
+        return "the password may not be the user name"
+    return ""
+
+
 def password_hash(password: str) -> str:
     """The argon2id hash of a password (argon2-cffi's default parameters).
 
@@ -158,6 +172,21 @@ def disable_user(conn: Connection, username: str, now: datetime, *, actor: str =
     user = get_user(conn, username)
     conn.execute(update(s.users).where(s.users.c.id == user.id).values(active=False))
     append_audit(conn, actor=actor, action="user.disable", target=f"user:{username}",
+                 detail={}, source=source, at=require_aware(now, "now"))
+    return get_user(conn, username)
+
+
+def enable_user(conn: Connection, username: str, now: datetime, *, actor: str = "system",
+                source: str = "") -> User:
+    """Let a disabled user act again (audited). Failed logins before it still count
+    toward the lockout window, as for any account.
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    user = get_user(conn, username)
+    conn.execute(update(s.users).where(s.users.c.id == user.id).values(active=True))
+    append_audit(conn, actor=actor, action="user.enable", target=f"user:{username}",
                  detail={}, source=source, at=require_aware(now, "now"))
     return get_user(conn, username)
 

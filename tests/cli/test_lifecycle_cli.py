@@ -17,7 +17,7 @@ from lis_gateway.store import repository as repo
 from lis_gateway.store.engine import make_engine
 from lis_gateway.store.migrations import migrate
 from lis_gateway.store.pool import NonThreadPool
-from lis_gateway.store.users import check_password
+from lis_gateway.store.users import check_password, password_problem
 from tests.store.test_ingest import ASTM, T0, fired, message
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "astm"
@@ -128,10 +128,22 @@ def test_validate_then_approve_releases_and_passwd_disable_work(
     assert "approve, release" in capsys.readouterr().out
     assert [r["state"] for r in results(config, capsys)] == ["released"]
     monkeypatch.setattr("sys.stdin", io.StringIO("new one\n"))
+    assert main(["user", "passwd", "lan", "--config", str(config)]) == 2
+    assert "at least 10 characters" in capsys.readouterr().err
+    assert password_problem("nguyenthilan", " NguyenThiLan") == (
+        "the password may not be the user name")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a new passphrase\n"))
     assert main(["user", "passwd", "lan", "--config", str(config)]) == 0
     assert main(["user", "disable", "lan", "--config", str(config)]) == 0
     assert main(["validate", "S77", "--user", "lan", "--config", str(config)]) == 1
     assert "disabled" in capsys.readouterr().err
+    assert main(["user", "enable", "lan", "--config", str(config)]) == 0
+    assert main(["user", "disable", "nobody", "--config", str(config)]) == 1
+    engine = make_engine(load_config(config).database_url)
+    with engine.begin() as conn:
+        actions = [e.action for e in repo.audit_entries(conn)]
+    engine.dispose()
+    assert actions[-3:] == ["user.passwd", "user.disable", "user.enable"]
     assert main(["audit", "verify", "--database", load_config(config).database_url]) == 0
 
 
