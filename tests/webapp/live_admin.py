@@ -50,7 +50,7 @@ from .live import START, Live, on_reactor, reactor
 SHIPPED = Path(__file__).resolve().parents[2] / "mappings"
 SPEC = drivers.get("roche-cobas")
 #: Mapping problems always hold; ALT must lie in 5..40 U/L to be autoverified.
-RULES = load_rules("""
+RULES_TEXT = """
 version = "admin-test-1"
 [[rules]]
 id = "always"
@@ -64,7 +64,8 @@ kind = "limits"
 tests = ["ALT"]
 low = 5
 high = 40
-""")
+"""
+RULES = load_rules(RULES_TEXT)
 #: One result of ALT (analyzer code 685) = 35 U/L for sample ``sample``.
 ALT_MESSAGE = (b"H|\\^&|||c311^1\rP|1\rO|1|{sample}||^^^685\r"
                b"R|1|^^^685/|35|U/L||N||F||||20261122075900|P1\rL|1|N\r")
