@@ -114,3 +114,19 @@ def test_technicians_may_not_search(lab: Live) -> None:
     """The audit page is for administrators and doctors."""
     answer = logged_in(lab, "lan").get("/audit?patient=BN100")
     assert answer.status == 403 and "Trang này chỉ dành cho: Quản trị viên, Bác sĩ." in answer.text
+
+
+def test_no_patient_data_reaches_the_logs(lab: Live) -> None:
+    """Searching by a patient's name, number or barcode, and a refused search, log the user
+    and the page only."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        browser = logged_in(lab, "root")
+        for criteria in ({"patient": "Trần Văn Bình"}, {"patient": "BN100"}, {"sample": "P1"}):
+            search(browser, **criteria)
+        logged_in(lab, "lan").get("/audit?patient=BN100&sample=P1")
+    assert [e["event"] for e in logs] == ["webapp-login", "webapp-login", "webapp-forbidden"]
+    assert logs[-1]["page"] == "/audit"
+    for secret in ("Trần", "Bình", "Tran", "Binh", "BN100", "P1"):
+        assert secret not in repr(logs)

@@ -97,6 +97,8 @@ def test_an_invalid_row_is_refused_with_its_place_and_nothing_is_written(
     assert answer.status == 400
     assert f"{lab.site / 'roche-cobas.csv'}:" in answer.text
     assert "column loinc: &#39;1744-3&#39; has a wrong check digit (expected 2)" in answer.text
+    kept = dict(form(answer.text))  # what was typed is still in the form
+    assert kept["col_loinc"] == "1744-3" and kept["col_name_en"] == FIX["col_name_en"]
     assert (lab.site / "roche-cobas.csv").read_bytes() == before
     with lab.live.engine.begin() as conn:
         assert not [e for e in audit_entries(conn) if e.action == "mapping.edit"]
