@@ -15,13 +15,25 @@ from pathlib import Path
 import pytest
 
 from lis_gateway.lifecycle import ResultState
-from lis_gateway.mapping import table_version
+from lis_gateway.mapping import load_table, table_version
+from lis_gateway.mapping_files import LiveTables
 from lis_gateway.store import judgements
 from lis_gateway.store import repository as repo
 from lis_gateway.store.audit import audit_entries, verify_audit
+from lis_gateway.webapp.admin import AdminSetup, MappingSetup
 
 from .live import Browser, add_user
-from .live_admin import SHIPPED, SPEC, AdminLive, alt_message, send_astm, start_admin_live
+from .live_admin import (
+    RULES,
+    SHIPPED,
+    SPEC,
+    AdminLive,
+    alt_message,
+    send_astm,
+    site_table_without_alt,
+    start_admin_live,
+    start_app,
+)
 
 FIX = {"col_local_code": "ALT", "col_loinc": "1744-2",
        "col_name_vi": "Alanin aminotransferase (ALT/GPT)",
@@ -205,3 +217,29 @@ def test_a_shipped_table_is_copied_into_the_site_directory(tmp_path: Path) -> No
                                                           b"1,0,0,,,,\n")
         assert (lab.site / "roche-cobas.ranges.csv").read_bytes() == (
             SHIPPED / "roche-cobas.ranges.csv").read_bytes()
+
+
+def test_a_write_that_cannot_be_confirmed_is_undone(tmp_path: Path) -> None:
+    """When the table read back after the write is not the one written (here a directory
+    read before the site's holds the table too), the transaction is rolled back, the site's
+    new files are removed, nothing is audited and the table in use stays: 503."""
+    first, site, app = tmp_path / "first", tmp_path / "site", tmp_path / "app"
+    site_table_without_alt(first)
+    site.mkdir()
+    app.mkdir()
+    tables = LiveTables({SPEC.table_name: load_table([first, site], SPEC.table_name)},
+                        [first, site], [site])
+    in_use = tables.get(SPEC.table_name)
+    setup = AdminSetup(mapping=MappingSetup(tables, {"chem1": SPEC}, RULES))
+    with start_app(app, lambda _pool: setup) as live:
+        add_user(live.engine, "root", "admin")
+        browser = Browser(live)
+        browser.login("root")
+        fields = dict(form(browser.get("/mapping/fix?analyzer=chem1&code=685").text))
+        answer = browser.post("/mapping/fix", [("analyzer", "chem1"), ("code", "685"),
+                                               ("based_on", fields["based_on"]), *FIX.items()])
+        assert answer.status == 503  # a refusal before the write would be a 409 or 400
+        assert list(site.iterdir()) == []
+        assert tables.get(SPEC.table_name) is in_use
+        with live.engine.begin() as conn:
+            assert not [e for e in audit_entries(conn) if e.action == "mapping.edit"]
