@@ -71,6 +71,10 @@ def _from_parts(m: re.Match[str], tz: ZoneInfo, raw: str) -> tuple[datetime | No
     if fraction:
         parsed = parsed.replace(microsecond=int(fraction.ljust(6, "0")))
     if sign:
+        # UTC offsets in use run from -12:00 to +14:00; anything else is not a zone
+        # (and timezone() refuses a day or more)
+        if int(om) >= 60 or timedelta(hours=int(oh), minutes=int(om)) > timedelta(hours=14):
+            return None, f"{raw!r} has an impossible UTC offset"
         offset = timedelta(hours=int(oh), minutes=int(om)) * (1 if sign == "+" else -1)
         parsed = parsed.replace(tzinfo=timezone(offset))
     return parsed, ""

@@ -59,6 +59,7 @@ from lis_gateway.astm.frames import encode_frame
 from lis_gateway.astm.link import ChecksumMode, LinkConfig, LinkConnection, LinkState
 from lis_gateway.hl7.message import Hl7Message, parse_message
 from lis_gateway.hl7.mllp import FS, VT, BlockIncomplete, BlockReceived, MllpFramer, StrayBytes
+from lis_gateway.timestamps import parse_timestamp
 from lis_gateway.values import parse_value
 
 GENERIC = drivers.get("generic-astm")
@@ -378,3 +379,26 @@ def test_value_parser_any_text_keeps_it_and_numbers_are_finite_decimals(
         assert value.comparator in ("", "<", ">", "<=", ">=")
     else:
         assert value.comparator == ""
+
+
+# ------------------------------------------------------------------ found by the fuzzers
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.from_regex(r"\A\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2})?)?)?)?)?(\.\d{1,4})?([+-]\d{4})?\Z"),
+       st.sampled_from(["Asia/Ho_Chi_Minh", "UTC", "America/New_York"]))
+def test_timestamp_parser_never_raises_and_says_why_it_cannot_read(raw: str,
+                                                                   zone: str) -> None:
+    """Any HL7-shaped timestamp (any digits, any offset) is read or refused with a
+    reason, never raised (atheris found ``-9100`` raising ValueError)."""
+    when, reason = parse_timestamp(raw, zone)
+    assert (when is None) == bool(reason)
+    if when is not None:
+        assert when.tzinfo is not None
+
+
+def test_impossible_utc_offsets_are_refused_with_a_reason() -> None:
+    """Offsets of a day or more, or with 60 minutes or more, are not time zones."""
+    for raw in ("20240506070809-9100", "20240506070809+2400", "20240506070809+0560"):
+        assert parse_timestamp(raw, "UTC") == (None, f"{raw!r} has an impossible UTC offset")
+    assert parse_timestamp("20240506070809+1400", "UTC")[0] is not None
