@@ -120,7 +120,7 @@ def build_ack(msg: Hl7Message, code: str, *, control_id: str, now: datetime,
 
 def _at_least(version: str, minimum: str) -> bool:
     def key(v: str) -> tuple[int, ...]:
-        return tuple(int(p) for p in v.split(".") if p.isdigit())
+        return tuple(int(p) for p in v.split(".") if p.isascii() and p.isdigit())
     return key(version) >= key(minimum) if version else True
 
 

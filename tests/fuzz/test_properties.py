@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 
 import drivers
 from lis_gateway.adapters.astm_protocol import AstmLinkProtocol
-from lis_gateway.adapters.mllp_protocol import MllpAnalyzerProtocol, mllp_config
+from lis_gateway.adapters.mllp_protocol import MllpAnalyzerProtocol, build_acks, mllp_config
 from lis_gateway.astm import constants as C
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.codec import decode_records, encode_record
@@ -402,3 +402,13 @@ def test_impossible_utc_offsets_are_refused_with_a_reason() -> None:
     for raw in ("20240506070809-9100", "20240506070809+2400", "20240506070809+0560"):
         assert parse_timestamp(raw, "UTC") == (None, f"{raw!r} has an impossible UTC offset")
     assert parse_timestamp("20240506070809+1400", "UTC")[0] is not None
+
+
+def test_ack_of_a_version_written_with_non_ascii_digits() -> None:
+    """MSH-12 ``2.³.1`` (a Latin-1 byte 0xB3) is answered, not an exception
+    (atheris: ``str.isdigit`` accepts superscripts that ``int`` refuses)."""
+    msg = parse_message(b"MSH|^~\\&|AN|LAB|LIS||20240506070809||ORU^R01|C1|P|2.\xb3.1\r",
+                        default_encoding="latin-1")
+    acks, utf8 = build_acks(msg, ["AA"], control_ids=lambda: "G1", now=WHEN)
+    assert not utf8
+    assert b"MSA|AA|C1" in acks[0]
