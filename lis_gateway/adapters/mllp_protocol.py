@@ -31,6 +31,7 @@ Receiving, in order::
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -305,10 +306,13 @@ class MllpAnalyzerProtocol(MllpConnection):
         if not codes:
             self._log.info("ack-not-requested", offset=item.offset, outcome=answer.outcome.value)
             return
-        acks = [frame(build_ack(msg, code, control_id=self._control_ids(), now=self._utcnow(),
-                                text=answer.text, error_code=answer.error_code))
-                for code in codes]
-        if not self._write(b"".join(acks)):
+        acks, fallback = build_acks(msg, codes, control_ids=self._control_ids,
+                                    now=self._utcnow(), text=answer.text,
+                                    error_code=answer.error_code)
+        if fallback:
+            self._log.warning("ack-in-utf8", offset=item.offset, encoding=msg.encoding,
+                              reason="echoed fields not encodable in the message's charset")
+        if not self._write(b"".join(frame(ack) for ack in acks)):
             self._log.warning("ack-not-sent", offset=item.offset, codes=codes,
                               reason="connection closed")
             return
@@ -328,6 +332,25 @@ class MllpAnalyzerProtocol(MllpConnection):
             self._log.info("reading-resumed")
             producer.resumeProducing()
         self._drain()
+
+
+def build_acks(msg: Hl7Message, codes: Sequence[str], *, control_ids: Callable[[], str],
+               now: datetime, text: str = "", error_code: str = "") -> tuple[list[bytes], bool]:
+    """The ACKs answering ``msg`` (unframed), and whether they had to be written in UTF-8.
+
+    A message that was not valid in its declared character set was read with a
+    fallback (a warning on the message); the fields the ACK echoes (MSH-3/4,
+    MSH-10...) may then have no encoding in that character set, and the ACK is
+    written in UTF-8 instead of not at all (an analyzer without an answer sends
+    the message again and again).
+    """
+    try:
+        return [build_ack(msg, code, control_id=control_ids(), now=now, text=text,
+                          error_code=error_code) for code in codes], False
+    except UnicodeEncodeError:
+        utf8 = dataclasses.replace(msg, encoding="utf-8")
+        return [build_ack(utf8, code, control_id=control_ids(), now=now, text=text,
+                          error_code=error_code) for code in codes], True
 
 
 #: Builds one connection's protocol of an HL7 link from its recorder and session logger.

@@ -412,3 +412,23 @@ def test_ack_of_a_version_written_with_non_ascii_digits() -> None:
     acks, utf8 = build_acks(msg, ["AA"], control_ids=lambda: "G1", now=WHEN)
     assert not utf8
     assert b"MSA|AA|C1" in acks[0]
+
+
+def test_mllp_link_answers_in_utf8_when_echoed_fields_have_no_code_in_the_charset() -> None:
+    """A message declared CP1258 but sent in UTF-8 (``ọ`` is E1 BB 8D; 0x8D is not a
+    CP1258 character) was read with a fallback; its ACK echoes the sending facility,
+    which CP1258 cannot encode: the link answers in UTF-8 instead of never."""
+    facility = "Bệnh viện Phú Thọ"
+    raw = (f"MSH|^~\\&|AN|{facility}|LIS||20240506070809||ORU^R01|C1|P|2.5.1"
+           f"||||||CP1258|CP1258\rOBX|1|NM|GLU||5.5|mmol/L|||||F\r").encode()
+    assert parse_message(raw).problems  # the fallback is reported on the message
+    sink = Hl7Sink([True])
+    proto = MllpAnalyzerProtocol(mllp_config(GENERIC_HL7), Clock(), sink,
+                                 control_ids=lambda: "G1", utcnow=lambda: WHEN)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    proto.dataReceived(VT + raw + FS + b"\r")
+    answer = parse_message(transport.value().strip(b"\r").lstrip(VT).rstrip(FS))
+    msa = answer.first("MSA")
+    assert msa is not None and (msa[1], msa[2]) == ("AA", "C1")
+    assert facility in transport.value().decode("utf-8")
