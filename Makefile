@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: all venv test lint typecheck unit demo bench clean postgresql chromium
+.PHONY: all venv test lint typecheck unit demo bench fuzz clean postgresql chromium
 
 all: test
 
@@ -45,6 +45,12 @@ test: lint typecheck unit
 
 demo: $(STAMP)
 	$(BIN)/lis-gateway demo
+
+# `make test` fuzzes each parser for 10 s; this runs the same harnesses longer
+# (FUZZ_SECONDS each, at the same time). Crashing inputs are saved in var/fuzz/.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	LIS_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q tests/fuzz/test_atheris.py
 
 # `make bench` (about 8 min) or `make bench BENCH_ARGS=--quick` (about 4 min); results in
 # bench/results/*.json. PostgreSQL is installed if missing; without it (offline) its rows
