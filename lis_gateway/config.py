@@ -52,6 +52,8 @@ The accepted shape::
 
     [web]                                 # optional: the HTTP side
     listen = "127.0.0.1:8080"             # /healthz, /api/orders
+    # secure_cookies = true               # behind a TLS proxy
+    # trusted_proxies = ["127.0.0.1"]     # whose X-Forwarded-For names the client
 
     [[analyzers]]
     name = "chem1"
@@ -75,6 +77,7 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import sys
 import tomllib
@@ -177,6 +180,8 @@ class GatewayConfig:
     orders_api_token: str = field(default="", repr=False)
     #: ``[web] secure_cookies``: session cookies only over HTTPS (a TLS proxy in front)
     web_secure_cookies: bool = False
+    #: ``[web] trusted_proxies``: reverse proxies whose X-Forwarded-For names the client
+    web_trusted_proxies: tuple[str, ...] = ()
     log_format: str | None = None  #: ``[logging] format``; None: the command line decides
     log_level: str | None = None  #: ``[logging] level``
 
@@ -224,12 +229,21 @@ def parse_config(data: bytes, path: Path) -> GatewayConfig:
     return config
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 class _Checker:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.problems: list[str] = []
         self.orders_hospital = ""
         self.web_secure_cookies = False
+        self.web_trusted_proxies: tuple[str, ...] = ()
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -315,7 +329,8 @@ class _Checker:
                              orders_hospital=self.orders_hospital, web_listen=web,
                              orders_api_token=token, log_format=log_format,
                              log_level=log_level,
-                             web_secure_cookies=self.web_secure_cookies)
+                             web_secure_cookies=self.web_secure_cookies,
+                             web_trusted_proxies=self.web_trusted_proxies)
 
     def logging(self, table: Mapping[str, Any]) -> tuple[str | None, str | None]:
         """``[logging] format`` (console, json) and ``level``; None: the command line's."""
@@ -332,7 +347,20 @@ class _Checker:
 
     def web(self, table: Mapping[str, Any]) -> tuple[str, int] | None:
         """``[web] listen``: where the HTTP side listens (None: no HTTP side)."""
-        self.unknown("web", table, frozenset({"listen", "secure_cookies"}))
+        self.unknown("web", table, frozenset({"listen", "secure_cookies", "trusted_proxies"}))
+        proxies = table.get("trusted_proxies", [])
+        if not isinstance(proxies, list):
+            self.problem("web.trusted_proxies", f"expected a list of IP addresses, got "
+                         f"{_kind(proxies)}")
+            proxies = []
+        for i, proxy in enumerate(proxies):
+            try:
+                ipaddress.ip_address(proxy if isinstance(proxy, str) else "")
+            except ValueError:
+                self.problem(f"web.trusted_proxies[{i}]", f"expected an IP address (the "
+                             f"proxy's, as the gateway sees it), got {proxy!r}")
+        self.web_trusted_proxies = tuple(str(ipaddress.ip_address(p)) for p in proxies
+                                         if isinstance(p, str) and _is_ip(p))
         listen = self.string("web", table, "listen", required=bool(table))
         secure = table.get("secure_cookies", False)
         if not isinstance(secure, bool):

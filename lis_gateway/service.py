@@ -313,7 +313,8 @@ def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
     log = structlog.get_logger("lis_gateway.web")
     service = LinkServerService(TCP4ServerEndpoint(reactor, port, interface=host),
                                 build_site(orders, xml4, app=app,
-                                           ready=Ready(pool, listening)),
+                                           ready=Ready(pool, listening),
+                                           trusted_proxies=config.web_trusted_proxies),
                                 log=log)
     service.setName(WEB_SERVICE)
     return service

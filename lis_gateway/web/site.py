@@ -12,8 +12,11 @@ barcode), and errors never show a traceback to the client.
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
@@ -40,16 +43,48 @@ class Folder(Resource):
 
 
 class QuietSite(Site):
-    """A Site that writes no access log and shows no tracebacks."""
+    """A Site that writes no access log and shows no tracebacks.
+
+    Behind a reverse proxy every request comes from the proxy; for the
+    addresses in ``trusted_proxies`` only, the client is taken from the last
+    address of ``X-Forwarded-For`` (the one the proxy itself appended), so the
+    audit log names the workstation. From anyone else the header is ignored:
+    a browser could write anything in it.
+    """
 
     displayTracebacks = False
+
+    def __init__(self, resource: IResource, trusted_proxies: Iterable[str] = ()) -> None:
+        super().__init__(resource)
+        self.trusted_proxies = frozenset(trusted_proxies)
 
     def log(self, request: Any) -> None:
         """No access log (see the module docstring)."""
 
+    def getResourceFor(self, request: Request) -> IResource:
+        """Take the client from a trusted proxy's header, then route as usual."""
+        forwarded_for(request, self.trusted_proxies)
+        return super().getResourceFor(request)
+
+
+def forwarded_for(request: Request, trusted: frozenset[str]) -> None:
+    """Replace the request's client address with the one a trusted proxy forwarded."""
+    peer = getattr(request.getClientAddress(), "host", "")
+    header = request.getHeader(b"x-forwarded-for")
+    if peer not in trusted or not header:
+        return
+    last = header.decode("latin-1").split(",")[-1].strip()
+    try:
+        ip = ipaddress.ip_address(last)
+    except ValueError:
+        return  # a malformed header: keep the proxy's address rather than guess
+    kind = IPv6Address if ip.version == 6 else IPv4Address
+    request.client = kind("TCP", str(ip), 0)
+
 
 def build_site(orders: Resource | None = None, xml4: Resource | None = None,
-               app: Resource | None = None, ready: Resource | None = None) -> Site:
+               app: Resource | None = None, ready: Resource | None = None,
+               trusted_proxies: Iterable[str] = ()) -> Site:
     """The resource tree: health always, the HIS's API (orders, XML4) when configured.
 
     With ``app`` (the validation web app, :func:`lis_gateway.webapp.webapp_resource`)
@@ -67,4 +102,4 @@ def build_site(orders: Resource | None = None, xml4: Resource | None = None,
         api.putChild(b"orders", orders)
     if xml4 is not None:
         api.putChild(b"xml4", xml4)
-    return QuietSite(root)
+    return QuietSite(root, trusted_proxies)
