@@ -163,6 +163,22 @@ def cmd_his_sim(args: argparse.Namespace) -> int:
     return his_sim.run(args, sys.stdout)
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Run a simulated analyzer of one driver's family."""
+    from lis_gateway.sim import cli as sim_cli
+
+    _logging(args)
+    return sim_cli.run(args, sys.stdout, sys.stderr)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay wire recordings toward a gateway, or decode them offline."""
+    from lis_gateway.sim import replay
+
+    _logging(args)
+    return replay.run(args, sys.stdout, sys.stderr)
+
+
 def cmd_drivers(args: argparse.Namespace) -> int:
     """List the analyzer drivers with their defaults."""
     for name, spec in sorted(drivers.REGISTRY.items()):
@@ -266,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     his_sim.add_arguments(p)
     p.set_defaults(func=cmd_his_sim)
 
-    p = sub.add_parser("hl7-sim", help="simulate an HL7 analyzer sending blood counts",
+    p = sub.add_parser("hl7-sim", help="simulate an HL7 analyzer sending blood counts (the "
+                                       "demo's; see also simulate)",
                        description=(
                            "Connect to a gateway HL7 link and send Mindray-style ORU^R01 "
                            "blood counts (made-up patients) every few seconds, waiting for "
@@ -274,6 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
                            "standard output."))
     hl7_sim.add_arguments(p)
     p.set_defaults(func=cmd_hl7_sim)
+
+    from lis_gateway.sim import cli as sim_cli
+    from lis_gateway.sim import replay as sim_replay
+
+    p = sub.add_parser("simulate", help="simulate an analyzer of a driver's family",
+                       description=sim_cli.DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    sim_cli.add_arguments(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("replay", help="replay wire recordings to a gateway, or decode them",
+                       description=sim_replay.DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    sim_replay.add_arguments(p)
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("run", help="run the configured analyzer links and store results",
                        description=(

@@ -12,7 +12,8 @@ Run it against ``lis-gateway receive --driver generic-hl7``::
 
 With ``--json`` every delivery report is printed on standard output as one
 JSON object; ``--count N`` stops after N reports (exit status 0 when every
-message was accepted).
+message was accepted). ``lis-gateway simulate --driver mindray-bc`` does the
+same with any HL7 family's messages, host queries and faults (:mod:`lis_gateway.sim`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ Transports: over TCP the simulator is a client protocol (see
 drives the master side of a pseudo-terminal (:func:`open_pty`,
 :class:`FdTransport`) while the gateway opens the slave path as a serial
 device.
+
+The demo and many tests use these two generic messages; ``lis-gateway
+simulate`` (:mod:`lis_gateway.sim`) plays each driver family in its own
+record style, with host queries and faults.
 """
 
 from __future__ import annotations

@@ -285,7 +285,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         options.
     """
     def say(text: str) -> None:
-        print(f"lis-gateway simulate: {text}", file=err, flush=True)
+        err.write(f"lis-gateway simulate: {text}\n")  # one write: log lines never split it
+        err.flush()
 
     try:
         driver, style, transport = check(args)

@@ -171,7 +171,8 @@ class Progress:
         if self.done < self.total and self._last is not None and now - self._last < 1.0:
             return
         self._last = now
-        print(f"replay: {self.done}/{self.total} messages", file=self._err, flush=True)
+        self._err.write(f"replay: {self.done}/{self.total} messages\n")
+        self._err.flush()
 
 
 def _items(files: list[tuple[Path, list[Recorded]]], hl7: bool,
@@ -249,7 +250,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     sim.side = side
 
     def say(text: str) -> None:
-        print(f"lis-gateway replay: {text}", file=err, flush=True)
+        err.write(f"lis-gateway replay: {text}\n")
+        err.flush()
 
     def start() -> None:
         host, port = args.to

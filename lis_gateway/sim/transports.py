@@ -6,9 +6,10 @@ ends it. Status lines ("listening on ...", the pty path) go through ``say``.
 
 The pty runs its master in packet mode (``TIOCPKT``): when the gateway opens
 the slave, pyserial flushes its input and the master reads a FLUSHREAD
-packet. That is when the analyzer's "cable" is connected; bytes written
-before would be thrown away by that flush. A gateway that does not flush
-connects it with its first byte instead.
+packet (Twisted's ``SerialPort`` flushes once more right after). The
+analyzer's "cable" is connected once the flushes have stopped for
+:data:`SETTLE` seconds; bytes written before would be thrown away. A gateway
+that does not flush connects it with its first byte instead.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from twisted.application.internet import backoffPolicy
 from twisted.internet import abstract, fdesc, main
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
@@ -37,6 +38,8 @@ Say = Callable[[str], None]
 
 #: TIOCPKT status bit: the slave flushed its input queue (pyserial does on open).
 TIOCPKT_FLUSHREAD = 0x01
+#: Seconds without a further flush after which the gateway's port counts as open.
+SETTLE = 0.3
 
 
 @dataclass
@@ -92,6 +95,8 @@ class PtyMasterTransport(abstract.FileDescriptor):
         self._build = build
         self._say = say
         self.protocol: Protocol | None = None
+        self._settle: IDelayedCall | None = None
+        self._clock: Any = reactor
         fcntl.ioctl(self._fd, termios.TIOCPKT, struct.pack("i", 1))
         fdesc.setNonBlocking(self._fd)
         self.startReading()
@@ -101,6 +106,9 @@ class PtyMasterTransport(abstract.FileDescriptor):
         return self._fd
 
     def _connect(self, why: str) -> Protocol:
+        if self._settle is not None and self._settle.active():
+            self._settle.cancel()
+        self._settle = None
         if self.protocol is None:
             self.connected = 1
             self._say(f"the gateway {why}")
@@ -121,8 +129,11 @@ class PtyMasterTransport(abstract.FileDescriptor):
         if packet[0] == 0:
             if len(packet) > 1:
                 self._connect("sent data on the port").dataReceived(packet[1:])
-        elif packet[0] & TIOCPKT_FLUSHREAD:
-            self._connect("opened the port")
+        elif packet[0] & TIOCPKT_FLUSHREAD and self.protocol is None:
+            if self._settle is not None and self._settle.active():
+                self._settle.reset(SETTLE)
+            else:
+                self._settle = self._clock.callLater(SETTLE, self._connect, "opened the port")
         return None
 
     def writeSomeData(self, data: bytes) -> int | BaseException:
@@ -131,6 +142,8 @@ class PtyMasterTransport(abstract.FileDescriptor):
 
     def stop(self) -> None:
         """Stop reading and tell the protocol the line is gone."""
+        if self._settle is not None and self._settle.active():
+            self._settle.cancel()
         self.stopReading()
         self.stopWriting()
         if self.protocol is not None and self.connected:
