@@ -131,8 +131,8 @@ def choose_encoding(raw_msh: bytes, default: str, override: str | None) -> tuple
         (codec name, the MSH-18 value as sent, "" if absent).
     """
     fs = raw_msh[3:4] or b"|"
-    parts = raw_msh.split(fs)
-    declared = parts[18].decode("latin-1").strip() if len(parts) > 18 else ""
+    parts = raw_msh.split(fs)  # parts[0] is "MSH", parts[1] MSH-2: parts[n - 1] is MSH-n
+    declared = parts[17].decode("latin-1").strip() if len(parts) > 17 else ""
     if override:
         return override, declared
     declared_first = declared.split("~")[0].split("^")[0].strip().upper()

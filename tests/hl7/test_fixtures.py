@@ -84,3 +84,20 @@ def test_truncated_message_gives_no_results_and_keeps_its_bytes() -> None:
     report = decode_capture(data, GENERIC)
     assert report.rows == [] and report.messages == []
     assert any("1023 bytes kept" in p for p in report.problems)
+
+
+def test_msh18_declares_the_character_set() -> None:
+    """MSH-18 (not MSH-19) names the codec: Vietnamese CP1258 text (base letters with
+    combining tone marks, as CP1258 writes them) comes out right."""
+    import unicodedata
+
+    from lis_gateway.hl7.message import parse_message
+
+    written = "Nguy\u00ea\u0303n Th\u1ecb Lan".replace("\u1ecb", "i\u0323")  # ê + ~, i + dot
+    raw = ("MSH|^~\\&|LIS|LAB|HIS|BV|20261122||ORU^R01|1|P|2.3.1||||||CP1258\r"
+           f"PID|1||BN1||{written}\r").encode("cp1258")
+    msg = parse_message(raw, default_encoding="latin-1")
+    assert msg.encoding == "cp1258"
+    pid = msg.first("PID")
+    assert pid is not None
+    assert unicodedata.normalize("NFC", msg.text(pid[5])) == "Nguyễn Thị Lan"
