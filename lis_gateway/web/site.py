@@ -7,7 +7,8 @@ answers whether the database and the listening links are up.
 ``/api/orders`` and ``/api/xml4`` exist when ``[orders] api_token_file`` is
 set (the HIS's token). Other paths are 404. Twisted's access log is off:
 request lines are not written anywhere (a query string could carry a
-barcode), and errors never show a traceback to the client.
+barcode), and errors never show a traceback to the client. Request bodies
+over :data:`MAX_BODY` are refused with 413 before they are read.
 """
 
 from __future__ import annotations
@@ -42,6 +43,54 @@ class Folder(Resource):
         return notFound()
 
 
+#: The largest request body taken, in bytes: far above any form or batch of orders.
+MAX_BODY = 4 << 20
+
+
+class LimitedRequest(Request):
+    """A request whose body may not exceed :data:`MAX_BODY`.
+
+    A larger ``Content-Length`` (or a chunked body growing past it) is answered
+    413 at once and the connection closed; nothing of it is kept or parsed.
+    """
+
+    max_body = MAX_BODY
+    _too_big = False
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        """Refuse a declared length over the limit before reading the body."""
+        if length is not None and length > self.max_body:
+            self._refuse()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Count the body as it comes; refuse when it grows past the limit."""
+        if self._too_big:
+            return
+        self._received += len(data)
+        if self._received > self.max_body:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def process(self) -> None:
+        """Nothing to do for a refused request (the 413 is written already)."""
+        if not self._too_big:
+            super().process()
+
+    def _refuse(self) -> None:
+        self._too_big = True
+        channel = self.channel
+        if channel is None or channel.transport is None:
+            return
+        channel.transport.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n"
+                                b"Connection: close\r\n\r\n")
+        channel.pauseProducing()  # stop reading: the rest of the body is never taken
+        channel.transport.loseConnection()
+
+
 class QuietSite(Site):
     """A Site that writes no access log and shows no tracebacks.
 
@@ -55,7 +104,7 @@ class QuietSite(Site):
     displayTracebacks = False
 
     def __init__(self, resource: IResource, trusted_proxies: Iterable[str] = ()) -> None:
-        super().__init__(resource)
+        super().__init__(resource, requestFactory=LimitedRequest)
         self.trusted_proxies = frozenset(trusted_proxies)
 
     def log(self, request: Any) -> None:
