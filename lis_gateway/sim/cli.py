@@ -22,7 +22,6 @@ import json
 import os
 import random
 import signal
-import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -397,19 +396,3 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     complete = args.count is None or writer.results_settled >= args.count
     return 0 if writer.failed == 0 and complete and writer.delivered > 0 else 1
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lis_gateway.sim.cli`` (the same as ``lis-gateway simulate``)."""
-    from lis_gateway import logconfig
-
-    parser = argparse.ArgumentParser(prog="lis_gateway.sim.cli", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logconfig.configure(json=False, level="warning")
-    logconfig.forward_twisted_logs()
-    return run(args, sys.stdout, sys.stderr)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,7 +23,6 @@ import itertools
 import json
 import random
 import signal
-import sys
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -269,19 +268,3 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"{len(items) - settled[0]} without an outcome")
     return 0 if writer.failed == 0 and settled[0] >= len(items) else 1
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lis_gateway.sim.replay`` (the same as ``lis-gateway replay``)."""
-    from lis_gateway import logconfig
-
-    parser = argparse.ArgumentParser(prog="lis_gateway.sim.replay", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logconfig.configure(json=False, level="warning")
-    logconfig.forward_twisted_logs()
-    return run(args, sys.stdout, sys.stderr)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
