@@ -12,15 +12,16 @@ from playwright.sync_api import Page, expect
 
 from lis_gateway.lifecycle import Policy
 from lis_gateway.validation import validate_sample
-from tests.webapp.live import Live, MllpReceiver, add_user, glucose, receive, start_outbox
+from tests.mllp_his import MllpHis
+from tests.webapp.live import Live, add_user, glucose, receive, start_outbox
 
 from .steps import TEXTS, flash_ok, form, log_in, log_out, wait_for
 
 
 @pytest.fixture
-def his(live: Live) -> Iterator[MllpReceiver]:
+def his(live: Live) -> Iterator[MllpHis]:
     """The HIS on loopback, and the gateway's outbox worker sending to it."""
-    receiver = MllpReceiver()
+    receiver = MllpHis()
     worker = start_outbox(live, receiver.port)
     next(worker)
     try:
@@ -42,7 +43,7 @@ def parsed(message: bytes) -> hl7.Message:
 
 
 @pytest.mark.parametrize("lang", ["vi", "en"])
-def test_a_correction_leaves_as_a_corrected_oru(live: Live, page: Page, his: MllpReceiver,
+def test_a_correction_leaves_as_a_corrected_oru(live: Live, page: Page, his: MllpHis,
                                                 lang: str) -> None:
     """F first; after correct, validate and approve on the page, a C with 6.5 follows."""
     add_user(live.engine, "lan", "technician", display="Nguyễn Thị Lan")

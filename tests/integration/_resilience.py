@@ -10,7 +10,6 @@ with the gateway.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -21,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -232,79 +230,6 @@ def sample_and_test(message: bytes) -> tuple[str, str]:
     segments = {seg.split(b"|", 1)[0]: seg.split(b"|") for seg in message.split(b"\r") if seg}
     return (segments[b"OBR"][3].split(b"^")[0].decode(),
             segments[b"OBX"][3].split(b"^")[0].decode())
-
-
-class His:
-    """An MLLP listener on 127.0.0.1 keeping every message; answers AA (after ``delay``).
-
-    Args:
-        port: the port to listen on (0: any); the same port can be opened again
-            after :meth:`close` (an HIS that comes back).
-        delay: seconds before each AA (widens the window a crash can hit).
-    """
-
-    def __init__(self, port: int = 0, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.received: list[bytes] = []
-        self._lock = threading.Lock()
-        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(("127.0.0.1", port))
-        self._server.listen(16)
-        self.port: int = self._server.getsockname()[1]
-        self._conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buffer = b""
-        with conn:
-            while True:
-                try:
-                    data = conn.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                buffer += data
-                while b"\x1c\r" in buffer:
-                    block, buffer = buffer.split(b"\x1c\r", 1)
-                    message = block.lstrip(b"\x0b")
-                    with self._lock:
-                        self.received.append(message)
-                    if self.delay:
-                        time.sleep(self.delay)  # the HIS is slow; asserts nothing
-                    control = message.split(b"\r", 1)[0].split(b"|")[9]
-                    try:
-                        conn.sendall(b"\x0bMSH|^~\\&|HIS|HOSP|LIS_GATEWAY||20261122000000||"
-                                     b"ACK^R01^ACK|A" + control + b"|P|2.5.1\rMSA|AA|"
-                                     + control + b"\r\x1c\r")
-                    except OSError:
-                        return
-
-    def messages(self) -> list[bytes]:
-        """What arrived so far."""
-        with self._lock:
-            return list(self.received)
-
-    def close(self) -> None:
-        """Stop listening and drop every connection (the HIS goes down)."""
-        self._server.close()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
 
 
 def free_port() -> int:

@@ -26,6 +26,7 @@ import pytest
 
 from lis_gateway.outbound.delivery import EntryState
 from lis_gateway.simulator import CHEMISTRY, chemistry_message
+from tests.mllp_his import MllpHis
 
 from .test_crash import Gateway, send_recording_acks
 from .test_outbox_delivery import (
@@ -33,7 +34,6 @@ from .test_outbox_delivery import (
     ORDER,
     SAMPLE,
     WHEN,
-    ScriptedReceiver,
     cli,
     order_port,
     send_order,
@@ -140,7 +140,7 @@ def test_results_reach_rest_fhir_file_and_tls_destinations(tmp_path: Path) -> No
     cert_file, key_file = certificate(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
-    mllp = ScriptedReceiver([], tls=context)
+    mllp = MllpHis([], tls=context)
     (tmp_path / "api.token").write_text("t0k3n\n", encoding="utf-8")
     (tmp_path / "body.json").write_text(json.dumps({
         "maPhieu": "{{accession}}", "maBN": "{{hospital_id}}", "hoTen": "{{patient_name}}",

@@ -46,9 +46,9 @@ from lis_gateway.outbound.delivery import EntryState
 from lis_gateway.simulator import CHEMISTRY, chemistry_message
 from lis_gateway.store import outbox
 from lis_gateway.store.engine import make_engine
+from tests.mllp_his import MllpHis
 
 from ._resilience import (
-    His,
     SocketLine,
     cli_json,
     control_id,
@@ -114,7 +114,7 @@ def test_kill_9_during_ingest_and_delivery_loses_nothing_and_doubles_nothing(
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
     url = f"sqlite:///{tmp_path / 'lis.db'}"
-    his = His(delay=0.02)
+    his = MllpHis(delay=0.02)
     config = write_config(tmp_path, url, his_port=his.port)
     log = tmp_path / "gateway.log"
     samples = [_sample(i) for i in range(MESSAGES)]

@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 
 from lis_gateway.text import strip_diacritics
+from tests.mllp_his import MllpHis
 
 from .test_astm_host_query import MAPPING, ask, tcp_reader
 from .test_crash import Gateway
 from .test_order_download import Instrument, rows, wait_for
-from .test_outbox_delivery import ScriptedReceiver, order_port, send_order
+from .test_outbox_delivery import order_port, send_order
 from .test_rest_orders import TOKEN, post, web_port
 
 FAMILY, MIDDLE, GIVEN = "Phạm", "Thị", "Zuyên"
@@ -67,7 +68,7 @@ def spellings() -> set[str]:
 
 @pytest.mark.integration
 def test_no_patient_data_in_the_logs_whatever_path_it_takes(tmp_path: Path) -> None:
-    receiver = ScriptedReceiver([])
+    receiver = MllpHis([])
     (tmp_path / "maps").mkdir()
     (tmp_path / "maps" / "generic-astm.csv").write_text(MAPPING, encoding="utf-8")
     (tmp_path / "orders.token").write_text(TOKEN + "\n", encoding="utf-8")

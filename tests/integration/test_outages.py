@@ -50,13 +50,13 @@ from lis_gateway.store import repository as repo
 from lis_gateway.store.engine import make_engine
 from lis_gateway.store.migrations import migrate
 from lis_gateway.store.pool import NonThreadPool
+from tests.mllp_his import MllpHis
 
 from ..adapters.test_mllp_protocol import his_ack
 from ..store.test_lifecycle_store import ingest, users
 from ..store.test_outbox import ONE_STEP, release
 from ..store.test_repository import RAW, T0, result
 from ._resilience import (
-    His,
     PgCluster,
     PtyLine,
     SocketLine,
@@ -194,7 +194,7 @@ def test_his_not_listening_then_back_the_real_gateway_delivers_everything(
     config = write_config(tmp_path, url, his_port=his_port)
     log = tmp_path / "gateway.log"
     gateway = Gateway(config, log)
-    his: His | None = None
+    his: MllpHis | None = None
     try:
         port = gateway.port()
         messages = [chemistry_message(n, WHEN) for n in range(1, 9)]
@@ -205,7 +205,7 @@ def test_his_not_listening_then_back_the_real_gateway_delivers_everything(
                  "every released result queued")
         time.sleep(3)  # the HIS stays down a while; asserts nothing
         assert {e.state for e in _url_entries(url)} == {EntryState.PENDING}
-        his = His(port=his_port)
+        his = MllpHis(port=his_port)
         wait_for(lambda: {e.state for e in _url_entries(url)} == {EntryState.DELIVERED},
                  "delivery after the HIS came back")
     finally:
@@ -292,7 +292,7 @@ def test_sqlite_locked_by_another_process_no_ack_until_stored_then_recovers(
     gone the resend is acknowledged and stored once, and delivery carries on."""
     db = tmp_path / "lis.db"
     url = f"sqlite:///{db}"
-    his = His()
+    his = MllpHis()
     config = write_config(tmp_path, url, his_port=his.port)
     log = tmp_path / "gateway.log"
     gateway = Gateway(config, log)
@@ -338,7 +338,7 @@ def test_postgresql_stopped_nak_and_ae_then_recovers_when_it_is_back(
     AE; started again, the gateway stores and acknowledges the resends by itself and
     delivers."""
     url = pg.create_database("lis_outage")
-    his = His()
+    his = MllpHis()
     config = write_config(tmp_path, url, his_port=his.port,
                           analyzers=ASTM_ANALYZER + HL7_ANALYZER)
     log = tmp_path / "gateway.log"

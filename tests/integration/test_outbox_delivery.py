@@ -15,10 +15,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +28,7 @@ from lis_gateway.outbound.delivery import EntryState
 from lis_gateway.simulator import CHEMISTRY, chemistry_message
 from lis_gateway.store import outbox
 from lis_gateway.store.engine import make_engine
+from tests.mllp_his import MllpHis
 
 from .test_crash import Gateway, send_recording_acks
 
@@ -48,69 +47,6 @@ ALT,ALT,,,1742-6,ALT,ALT,U/L,U/L,1,0,0,,,,
 NA,NA,,,2951-2,Natri,Sodium,mmol/L,mmol/L,1,0,0,,,,
 K,K,,,2823-3,Kali,Potassium,mmol/L,mmol/L,1,0,1,,,,
 """
-
-
-class ScriptedReceiver:
-    """An MLLP listener answering the n-th message it receives with ``answers[n]``.
-
-    Answers: ``AA``, ``AE``, ``AR`` (an ACK with that MSA-1), ``silence`` (no
-    answer) or ``drop`` (close the connection); ``AA`` after the script ends.
-    """
-
-    def __init__(self, answers: list[str], tls: ssl.SSLContext | None = None) -> None:
-        self.answers, self._tls = answers, tls
-        self.received: list[bytes] = []
-        self.connections = 0
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._server.getsockname()[1]
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            if self._tls is not None:
-                try:
-                    conn = self._tls.wrap_socket(conn, server_side=True)
-                except (OSError, ssl.SSLError):
-                    conn.close()
-                    continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buffer = b""
-        with conn:
-            while True:
-                try:
-                    data = conn.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                buffer += data
-                while b"\x1c\r" in buffer:
-                    block, buffer = buffer.split(b"\x1c\r", 1)
-                    message = block.lstrip(b"\x0b")
-                    with self._lock:
-                        index = len(self.received)
-                        self.received.append(message)
-                    answer = self.answers[index] if index < len(self.answers) else "AA"
-                    if answer == "drop":
-                        return
-                    if answer == "silence":
-                        continue
-                    control = message.split(b"\r", 1)[0].split(b"|")[9]
-                    text = b"|unknown patient in HIS" if answer == "AR" else b""
-                    conn.sendall(b"\x0bMSH|^~\\&|HIS|HOSP|LIS_GATEWAY||20261122000000||"
-                                 b"ACK^R01^ACK|A" + control + b"|P|2.5.1\rMSA|"
-                                 + answer.encode() + b"|" + control + text + b"\r\x1c\r")
-
-    def close(self) -> None:
-        self._server.close()
 
 
 def entries(url: str) -> list[outbox.OutboxEntry]:
@@ -183,7 +119,7 @@ def test_results_reach_the_his_through_every_kind_of_trouble(tmp_path: Path) -> 
     acknowledged, each resend with the same MSH-10, and the outbox exact throughout."""
     # message 1: AE, 2: silence, 3: drop, 4: AA (entry 1 after 4 attempts);
     # 5-8: AA (entries 2-5); 9: AR (entry 6 dead-lettered); after the retry: AA
-    receiver = ScriptedReceiver(["AE", "silence", "drop", "AA", "AA", "AA", "AA", "AA", "AR"])
+    receiver = MllpHis(["AE", "silence", "drop", "AA", "AA", "AA", "AA", "AA", "AR"])
     db = tmp_path / "lis.db"
     url = f"sqlite:///{db}"
     config = tmp_path / "lis-gateway.toml"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import re
-import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -203,55 +202,6 @@ def glucose(sample: str, value: str = "5.4", *, critical: str = "",
 
 
 # --------------------------------------------------------------------- the HIS
-
-
-class MllpReceiver:
-    """An HIS on loopback TCP: keeps every MLLP message and answers it AA (plain sockets)."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._server.getsockname()[1]
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buffer = b""
-        with conn:
-            while True:
-                try:
-                    data = conn.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                buffer += data
-                while b"\x1c\r" in buffer:
-                    block, buffer = buffer.split(b"\x1c\r", 1)
-                    message = block.lstrip(b"\x0b")
-                    with self._lock:
-                        self.received.append(message)
-                    control = message.split(b"\r", 1)[0].split(b"|")[9]
-                    conn.sendall(b"\x0bMSH|^~\\&|HIS|HOSP|LIS_GATEWAY||20261122000000||"
-                                 b"ACK^R01^ACK|A" + control + b"|P|2.5.1\rMSA|AA|" + control
-                                 + b"\r\x1c\r")
-
-    def messages(self) -> list[bytes]:
-        """What arrived so far."""
-        with self._lock:
-            return list(self.received)
-
-    def close(self) -> None:
-        """Stop listening."""
-        self._server.close()
 
 
 def start_outbox(live: Live, port: int, *, name: str = "his") -> Iterator[OutboxWorker]:
