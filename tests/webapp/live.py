@@ -8,9 +8,8 @@ tests move (session timeouts, lockout windows): the server only reads it.
 
 :func:`start_outbox` adds the gateway's real outbox worker for an
 ``hl7-mllp`` destination (the real reactor's clock: it must keep time by
-itself), and :class:`MllpReceiver` is an HIS on loopback TCP written on
-plain sockets, sharing no code with the gateway, that acknowledges (AA)
-every ORU^R01 it receives and keeps them.
+itself); the HIS it sends to in the tests is :class:`tests.mllp_his.MllpHis`
+(plain sockets, sharing no code with the gateway).
 
 :class:`Browser` is a small synchronous HTTP client over treq: it keeps
 cookies, never follows redirects by itself, and reads each form's CSRF
