@@ -42,6 +42,7 @@ from lis_gateway.hl7.ack import build_ack, hl7_timestamp
 from lis_gateway.hl7.message import Hl7Message, parse_message, write_message, write_segment
 from lis_gateway.hl7.mllp import BlockReceived, MllpFramer, frame
 from lis_gateway.outbound.sender import DeliveryReport, HisClient
+from lis_gateway.receive import host_port
 
 
 class Answer(enum.Enum):
@@ -312,18 +313,6 @@ class OrderSender:
 
 
 # ---------------------------------------------------------------------- the command
-
-def host_port(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``PORT`` alone means 127.0.0.1)."""
-    host, _, port = text.rpartition(":")
-    try:
-        number = int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT") from None
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r}: the port must be 0..65535")
-    return host or "127.0.0.1", number
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``his-sim`` options."""

@@ -37,6 +37,7 @@ from twisted.python.failure import Failure
 
 from lis_gateway.hl7.message import write_message
 from lis_gateway.outbound.sender import DeliveryReport, DeliveryStatus, HisClient
+from lis_gateway.receive import host_port
 from lis_gateway.simulator import PATIENTS
 
 #: Blood count: (LOINC, name, base value, unit, low, high, decimals). Units as
@@ -189,13 +190,6 @@ class SimulatedHl7Analyzer:
         self._log.error("simulator-failed", error=failure.getErrorMessage())
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run the simulator on the global reactor until Ctrl-C, ``--count`` or ``--duration``.
 
@@ -243,7 +237,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's options to ``parser`` (for a CLI subcommand)."""
-    parser.add_argument("--connect", type=_host_port, required=True, metavar="HOST:PORT",
+    parser.add_argument("--connect", type=host_port, required=True, metavar="HOST:PORT",
                         help="where the gateway listens for this analyzer")
     parser.add_argument("--interval", type=float, default=3.0, metavar="SECONDS",
                         help="seconds between messages (default 3)")

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 import drivers
 from drivers import DriverSpec, Protocol, QueryStyle, TcpRole
+from lis_gateway.receive import host_port
 from lis_gateway.wire import Recorder, open_recorder
 
 from . import transports
@@ -75,14 +76,6 @@ DEFAULT_INTERVAL = 5.0
 
 class UsageError(Exception):
     """The options cannot be used together; the message says why."""
-
-
-def host_port(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` for argparse (``[::1]:4001`` for IPv6; ``:4001`` is all interfaces)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _positive(text: str) -> float:
