@@ -292,7 +292,6 @@ class OrderSender:
 
     Args:
         client: the MLLP client (started and stopped by its owner).
-        clock: for MSH-7 when ``utcnow`` is not given.
         utcnow: wall-clock time for the messages.
         hospital: MSH-4 and PID-3's assigning authority.
     """
