@@ -38,6 +38,7 @@ from lis_gateway.astm.events import AbortReason
 from lis_gateway.autoverify import Autoverification, judge_result
 from lis_gateway.capture import CaptureReport, normalize_report
 from lis_gateway.hl7.message import Hl7Message
+from lis_gateway.lifecycle import ResultState, policy_for
 from lis_gateway.link_status import LinkStatusBoard
 from lis_gateway.mapping import MappingTable, load_table
 from lis_gateway.normalize import NormalizedResult
@@ -108,6 +109,7 @@ def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol
         for accession, patient in (analyzer_patients or {}).items():
             adopt_analyzer_patient(conn, accession, analyzer, patient, received_at)
     decisions: list[str] = []
+    released = 0
     if autoverification is not None:
         for result_id, index in zip(stored.new_result_ids, stored.new_result_index,
                                     strict=True):
@@ -116,7 +118,11 @@ def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol
             transition = judge_result(conn, result_id, results[index], autoverification,
                                       received_at, source=f"analyzer:{analyzer}")
             decisions.append(transition.to_state.value)
-    return replace(stored, decisions=tuple(decisions)) if decisions else stored
+            released += transition.to_state is ResultState.AUTOVERIFIED and policy_for(
+                autoverification.policy, results[index].code).release_autoverified
+    if not decisions:
+        return stored
+    return replace(stored, decisions=tuple(decisions), released=released)
 
 
 def store_incomplete(conn: Connection, *, analyzer: str, family: str, transport: str,
@@ -128,6 +134,11 @@ def store_incomplete(conn: Connection, *, analyzer: str, family: str, transport:
     repository.record_chunks(conn, session, [(0, "in", received_at, raw)])
     repository.close_raw_session(conn, session, received_at)
     return session
+
+
+def _probe(conn: Connection) -> None:
+    """A transaction that only takes the write lock (``accepting``'s probe)."""
+    repository.probe_write(conn)
 
 
 class StoreSink:
@@ -150,6 +161,12 @@ class StoreSink:
             (:class:`lis_gateway.mapping_files.LiveTables`: a table fixed from the
             web app is used for the next message).
         status: told each message's outcome (the analyzers page's board).
+        on_release: called (on the reactor thread) after a commit that released
+            results for the HIS (autorelease), so the outbox workers look at once.
+
+    After a message could not be stored, :meth:`accepting` says no until a probe
+    transaction commits again: an ASTM link then answers the next ENQ with NAK
+    ("busy", E1381 8.2.5) instead of taking a message it cannot keep.
     """
 
     def __init__(self, name: str, driver: DriverSpec, transport: str,
@@ -159,8 +176,12 @@ class StoreSink:
                  autoverification: Autoverification | None = None,
                  adopt_patients: bool = False,
                  current_table: Callable[[], MappingTable | None] | None = None,
-                 status: LinkStatusBoard | None = None) -> None:
+                 status: LinkStatusBoard | None = None,
+                 on_release: Callable[[], None] | None = None) -> None:
         self.name = name
+        self._on_release = on_release
+        self._store_failed = False  # the last store attempt failed
+        self._probing = False
         self._current_table = current_table
         self._status = status
         self._adopt_patients = adopt_patients
@@ -196,7 +217,34 @@ class StoreSink:
         d.addErrback(self._not_stored)
         return cast("Deferred[object]", d)
 
+    def accepting(self) -> bool:
+        """Whether the store took the last message (else a probe is started; say busy).
+
+        After a failure the answer is False until a probe transaction (one
+        write-locking ``BEGIN`` and nothing else) commits; the probe is started
+        by the question itself, so a sender's next ENQ (10 s or more later,
+        E1381 8.2.5) is answered from its outcome. No timer runs.
+        """
+        if not self._store_failed:
+            return True
+        if not self._probing:
+            self._probing = True
+            d = self._pool.run(_probe)
+            d.addCallbacks(self._probe_ok, self._probe_failed)
+        return False
+
+    def _probe_ok(self, _: object) -> None:
+        self._probing = False
+        self._store_failed = False
+        self._log.info("store-available-again")
+
+    def _probe_failed(self, failure: Failure) -> None:
+        self._probing = False
+        kind = failure.type.__name__ if failure.type is not None else "unknown"
+        self._log.warning("store-still-unavailable", error=kind)
+
     def _not_stored(self, failure: Failure) -> Failure:
+        self._store_failed = True
         metrics.MESSAGES.labels(self.name, "failed").inc()
         if self._status is not None:
             at = self._utcnow().timestamp()
@@ -207,8 +255,11 @@ class StoreSink:
 
     def _stored(self, stored: repository.StoredMessage, length: int
                 ) -> repository.StoredMessage:
+        self._store_failed = False
         outcome = "repeat" if stored.repeat else "stored"
         metrics.MESSAGES.labels(self.name, outcome).inc()
+        if stored.released and self._on_release is not None:
+            self._on_release()
         if self._status is not None:
             self._status.message(self.name, outcome, self._utcnow().timestamp())
         for decision in stored.decisions:

@@ -101,6 +101,8 @@ class StoredMessage:
     new_result_index: tuple[int, ...] = ()
     #: the state each judged new result reached (autoverified, held), for metrics
     decisions: tuple[str, ...] = ()
+    #: how many new results were released in the same transaction (autorelease)
+    released: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,15 @@ def result_fingerprint(analyzer_id: int, result: NormalizedResult, occurrence: i
 
 
 # --------------------------------------------------------------------- analyzers, samples
+
+
+def probe_write(conn: Connection) -> None:
+    """Touch the store as a writer would, changing nothing (is it writable again?).
+
+    On SQLite the transaction already holds the write lock (``BEGIN IMMEDIATE``);
+    the statement makes PostgreSQL reach the server too.
+    """
+    conn.execute(select(func.count()).select_from(s.audit_head))
 
 
 def ensure_analyzer(conn: Connection, name: str, now: datetime, family: str = "") -> Analyzer:

@@ -96,3 +96,37 @@ def test_message_without_terminator_is_stored_with_its_deviation(engine: Engine)
         (info,) = repo.list_results(conn, "S55")
     assert any("no L (terminator) record before EOT" in p for p in problems)
     assert info.test_code == "GLU"
+
+
+class FlakyPool:
+    """NonThreadPool that fails every transaction while ``down`` is set."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.inner = NonThreadPool(engine)
+        self.down = False
+        self.runs = 0
+
+    def run(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.runs += 1
+        if self.down:
+            from twisted.internet.defer import fail
+            return fail(RuntimeError("database is down"))
+        return self.inner.run(fn, *args, **kwargs)
+
+
+def test_after_a_failed_store_the_sink_says_busy_until_a_probe_commits(engine: Engine) -> None:
+    """accepting(): True normally; after a failure False, and the probe it starts decides."""
+    pool = FlakyPool(engine)
+    sink = StoreSink("chem1", drivers.get("generic-astm"), "tcp-server", None, pool,
+                     utcnow=lambda: T0)
+    assert sink.accepting() and pool.runs == 0
+    pool.down = True
+    assert hasattr(fired(sink.message_received(message(ASTM))), "check")
+    assert not sink.accepting()  # the probe failed too (database still down)
+    assert pool.runs == 2
+    pool.down = False
+    assert not sink.accepting()  # this question starts a probe, which commits at once here
+    assert pool.runs == 3
+    assert sink.accepting() and pool.runs == 3
+    stored = fired(sink.message_received(message(ASTM)))
+    assert isinstance(stored, repo.StoredMessage) and not stored.repeat
