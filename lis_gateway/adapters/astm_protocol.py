@@ -11,6 +11,11 @@ link layer. Both only feed bytes in, route events out and write bytes:
   frame that completes no message is ACKed at once; the frame that completes
   one is ACKed only after the sink's Deferred fires, and NAKed if it fails
   (the analyzer then sends the same frame again and nothing is lost).
+* Not ready, say so: the link runs in manual-enq mode too. At each ENQ the
+  sink's optional ``accepting()`` (:class:`~lis_gateway.adapters.sink.AcceptingSink`)
+  is asked; when it says no (the store failed and has not recovered) the ENQ
+  is answered NAK (busy, E1381 8.2.5: the analyzer bids again 10 s or more
+  later) instead of taking a message that could not be kept.
 * Bounded memory: text received since the last complete message is limited
   to :data:`MAX_MESSAGE` bytes. An E1381 frame that would go beyond it is
   answered NAK (the sender retries, then gives up; what came before is kept
@@ -57,6 +62,8 @@ from lis_gateway.astm.events import (
     SendFailed,
     TransferAborted,
     TransferEnded,
+    TransferRefused,
+    TransferRequested,
     TransferStarted,
     UnexpectedInput,
 )
@@ -72,7 +79,7 @@ from lis_gateway.hl7.queries import OrderedSample, Priority
 from lis_gateway.wire import Recorder
 
 from .recorded import RecordedProtocol
-from .sink import OrderSource, Sink
+from .sink import AcceptingSink, OrderSource, Sink
 
 
 class SendError(Exception):
@@ -199,7 +206,7 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         #: messages queued with send_tracked, oldest first, with who waits for them
         self._tracked: list[tuple[bytes, Deferred[None]]] = []
         self._encoding = encoding
-        self.link = LinkConnection(dataclasses.replace(config, manual_ack=True))
+        self.link = LinkConnection(dataclasses.replace(config, manual_ack=True, manual_enq=True))
         self._assembler = MessageAssembler(encoding)
         self._hold: object | None = None  # token of the frame whose ACK waits for the sink
         self._refused = False  # we NAKed a frame that has not come again yet
@@ -296,6 +303,12 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
 
     def _route(self, event: Event) -> None:
         match event:
+            case TransferRequested():
+                self._answer_bid(event)
+            case TransferRefused():
+                self._log.warning("enq-refused", offset=event.offset, cause=event.cause,
+                                  answer="nak")
+                metrics.FRAME_REJECTIONS.labels(self._analyzer, "enq-busy").inc()
             case FrameAccepted():
                 self._on_frame(event)
             case TransferEnded():
@@ -342,6 +355,14 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         name, level = known
         fields = {k: getattr(v, "value", v) for k, v in dataclasses.asdict(event).items()}
         getattr(self._log, level)(name, **fields)
+
+    def _answer_bid(self, event: TransferRequested) -> None:
+        """ACK the analyzer's ENQ, or NAK it while the sink says it cannot keep a message."""
+        now = self._clock.seconds()
+        if isinstance(self._sink, AcceptingSink) and not self._sink.accepting():
+            self.link.refuse_transfer(now)
+        else:
+            self.link.accept_transfer(now)
 
     def _on_frame(self, event: FrameAccepted) -> None:
         metrics.FRAMES.labels(self._analyzer, "accepted").inc()

@@ -9,12 +9,15 @@ analyzer sends the frame again); on an HL7 link it is the AA (AE if it fails).
 HL7 links also look for an optional ``message_rejected`` method
 (:class:`lis_gateway.adapters.mllp_protocol.RejectedMessageSink`) for blocks
 that are not HL7 at all; without it those bytes go to :meth:`Sink.incomplete`.
+ASTM links ask an optional ``accepting`` method (:class:`AcceptingSink`) when
+the analyzer bids with ENQ, and answer NAK ("busy", E1381 8.2.5) when it says
+no; without it every ENQ is answered ACK.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred
 
@@ -47,6 +50,17 @@ class Sink(Protocol):
 
     def send_failed(self, messages: tuple[bytes, ...], reason: AbortReason) -> None:
         """Messages we queued were not delivered; they are handed back, never dropped."""
+
+
+@runtime_checkable
+class AcceptingSink(Protocol):
+    """Optional sink method: whether a new message could be kept now."""
+
+    def accepting(self) -> bool:
+        """``False`` while the sink cannot store (the link then answers ENQ with NAK).
+
+        Called on the reactor thread at every ENQ; must not block.
+        """
 
 
 class OrderSource(Protocol):

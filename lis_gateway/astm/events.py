@@ -46,6 +46,29 @@ class TransferStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The peer sent ENQ and its answer waits for the owner (manual-enq mode).
+
+    The owner answers with :meth:`LinkConnection.accept_transfer` (ACK) or
+    :meth:`LinkConnection.refuse_transfer` (NAK, "busy", E1381 8.2.5).
+    """
+
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRefused:
+    """We answered the peer's ENQ with NAK (busy); it bids again 10 s or more later.
+
+    ``cause`` is ``"busy"`` (the owner refused, or :meth:`LinkConnection.set_busy`)
+    or ``"no-decision"`` (the owner did not answer within the reply timer).
+    """
+
+    offset: int
+    cause: str = "busy"
+
+
+@dataclass(frozen=True, slots=True)
 class FrameAccepted:
     """A frame passed its checks; its text belongs to the current transfer.
 
@@ -142,5 +165,6 @@ class UnexpectedInput:
     input: str
 
 
-Event = (TransferStarted | FrameAccepted | FrameRejected | DuplicateFrame | TransferEnded
-         | TransferAborted | MessageSent | SendFailed | BidDeferred | Deviation | UnexpectedInput)
+Event = (TransferStarted | TransferRequested | TransferRefused | FrameAccepted | FrameRejected
+         | DuplicateFrame | TransferEnded | TransferAborted | MessageSent | SendFailed
+         | BidDeferred | Deviation | UnexpectedInput)

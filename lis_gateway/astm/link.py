@@ -28,6 +28,13 @@ States (:class:`LinkState`):
   the raw bytes, then frame number): good: ACK; the previous frame again
   (our ACK was lost): ACK and discard; bad: NAK. EOT ends the transfer. No
   byte for 30 s (configurable, Roche uses 15 s): abort and go neutral.
+* ``HOLDING_ENQ``: manual-enq mode only: the peer sent ENQ and the answer
+  waits for :meth:`LinkConnection.accept_transfer` (ACK) or
+  :meth:`LinkConnection.refuse_transfer` (NAK: a receiver that is not ready
+  answers ENQ with NAK, and the sender waits at least 10 s before its next
+  ENQ, E1381 8.2.5). Peer input received meanwhile is deferred. If the owner
+  does not decide within the reply timer (15 s, after which the sender gives
+  up anyway), the ENQ is answered NAK.
 * ``HOLDING_ACK``: manual-ack mode only: a frame was accepted and its ACK
   waits for :meth:`LinkConnection.acknowledge` (durable-before-acknowledged).
   Peer input received meanwhile is deferred and processed after the release.
@@ -60,6 +67,8 @@ from .events import (
     SendFailed,
     TransferAborted,
     TransferEnded,
+    TransferRefused,
+    TransferRequested,
     TransferStarted,
     UnexpectedInput,
 )
@@ -96,6 +105,8 @@ class LinkState(enum.Enum):
     RECEIVING = "receiving"
     #: A frame was accepted; its ACK waits for the owner (manual-ack mode).
     HOLDING_ACK = "holding-ack"
+    #: The peer sent ENQ; the answer waits for the owner (manual-enq mode).
+    HOLDING_ENQ = "holding-enq"
 
 
 class LinkInput(enum.Enum):
@@ -114,6 +125,8 @@ class LinkInput(enum.Enum):
     TIMEOUT = "timeout"
     LOCAL_ACK = "local-ack"
     LOCAL_NAK = "local-nak"
+    LOCAL_ACCEPT = "local-accept"  #: the owner takes the peer's transfer (ENQ answered ACK)
+    LOCAL_REFUSE = "local-refuse"  #: the owner is not ready (ENQ answered NAK)
 
 
 S = LinkState
@@ -126,7 +139,7 @@ I = LinkInput  # noqa: E741 - short alias used only to keep the table readable
 TRANSITIONS: dict[tuple[LinkState, LinkInput], tuple[str, frozenset[LinkState]]] = {
     # NEUTRAL
     (S.NEUTRAL, I.BID): ("_send_enq", frozenset({S.AWAITING_ENQ_REPLY})),
-    (S.NEUTRAL, I.RECV_ENQ): ("_answer_enq", frozenset({S.RECEIVING, S.NEUTRAL})),
+    (S.NEUTRAL, I.RECV_ENQ): ("_answer_enq", frozenset({S.RECEIVING, S.NEUTRAL, S.HOLDING_ENQ})),
     (S.NEUTRAL, I.RECV_ACK): ("_ignore", frozenset({S.NEUTRAL})),
     (S.NEUTRAL, I.RECV_NAK): ("_ignore", frozenset({S.NEUTRAL})),
     (S.NEUTRAL, I.RECV_EOT): ("_ignore", frozenset({S.NEUTRAL})),
@@ -172,10 +185,20 @@ TRANSITIONS: dict[tuple[LinkState, LinkInput], tuple[str, frozenset[LinkState]]]
     (S.HOLDING_ACK, I.RECV_OTHER): ("_defer", frozenset({S.HOLDING_ACK})),
     (S.HOLDING_ACK, I.TIMEOUT): ("_receive_timeout", frozenset({S.NEUTRAL})),
     (S.HOLDING_ACK, I.BID): ("_ignore", frozenset({S.HOLDING_ACK})),
+    # HOLDING_ENQ: the peer's ENQ waits for the owner's answer; its next input waits too
+    (S.HOLDING_ENQ, I.LOCAL_ACCEPT): ("_grant_enq", frozenset({S.RECEIVING})),
+    (S.HOLDING_ENQ, I.LOCAL_REFUSE): ("_refuse_enq", frozenset({S.NEUTRAL})),
+    (S.HOLDING_ENQ, I.RECV_ENQ): ("_defer", frozenset({S.HOLDING_ENQ})),
+    (S.HOLDING_ENQ, I.RECV_ACK): ("_defer", frozenset({S.HOLDING_ENQ})),
+    (S.HOLDING_ENQ, I.RECV_NAK): ("_defer", frozenset({S.HOLDING_ENQ})),
+    (S.HOLDING_ENQ, I.RECV_EOT): ("_defer", frozenset({S.HOLDING_ENQ})),
+    (S.HOLDING_ENQ, I.RECV_OTHER): ("_defer", frozenset({S.HOLDING_ENQ})),
+    (S.HOLDING_ENQ, I.TIMEOUT): ("_undecided_enq", frozenset({S.NEUTRAL})),
+    (S.HOLDING_ENQ, I.BID): ("_ignore", frozenset({S.HOLDING_ENQ})),
 }
 
 #: Inputs that only local calls produce: a missing row for these raises.
-LOCAL_INPUTS = frozenset({I.LOCAL_ACK, I.LOCAL_NAK})
+LOCAL_INPUTS = frozenset({I.LOCAL_ACK, I.LOCAL_NAK, I.LOCAL_ACCEPT, I.LOCAL_REFUSE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +214,8 @@ class LinkConfig:
             instead of NAK (Mindray numbers up to 8; some fixtures repeat 1).
         enq_optional: accept frames that arrive without an ENQ first.
         manual_ack: hold each frame's ACK until :meth:`LinkConnection.acknowledge`.
+        manual_enq: hold the answer to the peer's ENQ until
+            :meth:`LinkConnection.accept_transfer` or :meth:`LinkConnection.refuse_transfer`.
         honour_interrupt: stop sending at the next message end when the receiver
             answers EOT (receiver interrupt); otherwise treat that EOT as ACK.
         max_text: most text bytes per frame we send (240 standard; 0 = unlimited).
@@ -211,6 +236,7 @@ class LinkConfig:
     lenient_frame_numbers: bool = False
     enq_optional: bool = False
     manual_ack: bool = False
+    manual_enq: bool = False
     honour_interrupt: bool = True
     max_text: int = C.STANDARD_MAX_TEXT
     per_record_frames: bool = True
@@ -270,6 +296,7 @@ class LinkConnection:
         self._prev_last: tuple[int, bytes] = (0, b"")
         self._token: Token | None = None
         self._checked = check_frame(b"\x021\x03", ChecksumMode.NONE)  # placeholder until a frame
+        self._enq_offset = 0  # where the ENQ waiting in HOLDING_ENQ was received
         self._now = 0.0
         self._actions: dict[tuple[LinkState, LinkInput],
                             tuple[Callable[[float], LinkState], frozenset[LinkState]]] = {
@@ -323,6 +350,24 @@ class LinkConnection:
             LocalProtocolError: no frame is waiting for its acknowledgement.
         """
         self._dispatch(I.LOCAL_NAK, now)
+        self._replay_deferred(now)
+
+    def accept_transfer(self, now: float) -> None:
+        """Answer the held ENQ with ACK: the peer may send (manual-enq mode).
+
+        Raises:
+            LocalProtocolError: no ENQ is waiting for its answer.
+        """
+        self._dispatch(I.LOCAL_ACCEPT, now)
+        self._replay_deferred(now)
+
+    def refuse_transfer(self, now: float) -> None:
+        """Answer the held ENQ with NAK: not ready (E1381 8.2.5, the peer bids again later).
+
+        Raises:
+            LocalProtocolError: no ENQ is waiting for its answer.
+        """
+        self._dispatch(I.LOCAL_REFUSE, now)
         self._replay_deferred(now)
 
     def set_busy(self, busy: bool) -> None:
@@ -447,7 +492,8 @@ class LinkConnection:
             self._dispatch(I.BID, now)
 
     def _replay_deferred(self, now: float) -> None:
-        while self._deferred and self.state is not LinkState.HOLDING_ACK:
+        while self._deferred and self.state not in (LinkState.HOLDING_ACK,
+                                                    LinkState.HOLDING_ENQ):
             self._process_token(self._deferred.pop(0), now)
         self._maybe_bid(now)
 
@@ -468,12 +514,34 @@ class LinkConnection:
 
     def _answer_enq(self, now: float) -> LinkState:
         if self._busy:
-            self._out += C.NAK
-            return S.NEUTRAL
+            return self._refuse_enq(now)
+        if self.config.manual_enq:
+            self._enq_offset = self._token.offset if self._token else 0
+            self._deadline = now + self.config.reply_timeout
+            self._events.append(TransferRequested(self._enq_offset))
+            return S.HOLDING_ENQ
+        return self._grant_enq(now)
+
+    def _grant_enq(self, now: float) -> LinkState:
         self._out += C.ACK
         self._start_receiving(now)
-        self._events.append(TransferStarted(self._token.offset if self._token else 0))
+        offset = self._enq_offset if self.state is S.HOLDING_ENQ else self._token_offset()
+        self._events.append(TransferStarted(offset))
         return S.RECEIVING
+
+    def _refuse_enq(self, now: float, cause: str = "busy") -> LinkState:
+        offset = self._enq_offset if self.state is S.HOLDING_ENQ else self._token_offset()
+        self._out += C.NAK
+        self._deadline = None
+        self._events.append(TransferRefused(offset, cause))
+        return S.NEUTRAL
+
+    def _undecided_enq(self, now: float) -> LinkState:
+        self._deferred.clear()  # the peer gave up on this ENQ too (its own 15 s timer)
+        return self._refuse_enq(now, "no-decision")
+
+    def _token_offset(self) -> int:
+        return self._token.offset if self._token else 0
 
     def _implicit_start(self, now: float) -> LinkState:
         offset = self._token.offset if self._token else 0

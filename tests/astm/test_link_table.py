@@ -26,13 +26,14 @@ MESSAGE = b"H|\\^&\rP|1\rO|1|S1\rR|1|^^^GLU|" + b"5" * 300 + b"\rL|1|N\r"
 
 def link_in(state: LinkState) -> LinkConnection:
     """A link driven through real transitions into ``state``."""
-    link = LinkConnection(LinkConfig(manual_ack=state is LinkState.HOLDING_ACK))
+    link = LinkConnection(LinkConfig(manual_ack=state is LinkState.HOLDING_ACK,
+                                     manual_enq=state is LinkState.HOLDING_ENQ))
     if state is LinkState.AWAITING_ENQ_REPLY:
         link.send(MESSAGE, 0)
     elif state is LinkState.AWAITING_FRAME_REPLY:
         link.send(MESSAGE, 0)
         link.receive_data(ACK, 0)
-    elif state is LinkState.RECEIVING:
+    elif state in (LinkState.RECEIVING, LinkState.HOLDING_ENQ):
         link.receive_data(ENQ, 0)
     elif state is LinkState.HOLDING_ACK:
         link.receive_data(ENQ + encode_frame(1, b"H|\\^&\r", final=True), 0)

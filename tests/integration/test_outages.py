@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
@@ -38,6 +38,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from lis_gateway.astm import constants as C
+from lis_gateway.astm.link import LinkConfig, Role
 from lis_gateway.hl7.datatypes import HierarchicDesignator, MessageRoute
 from lis_gateway.hl7.mllp import FS, VT
 from lis_gateway.outbound.channel import MllpChannel
@@ -45,7 +46,7 @@ from lis_gateway.outbound.delivery import Backoff, EntryState
 from lis_gateway.outbound.sender import HisClient
 from lis_gateway.outbound.worker import OutboxWorker
 from lis_gateway.simulator import CHEMISTRY, chemistry_message
-from lis_gateway.store import outbox
+from lis_gateway.store import outbox, schema
 from lis_gateway.store import repository as repo
 from lis_gateway.store.engine import make_engine
 from lis_gateway.store.migrations import migrate
@@ -320,6 +321,61 @@ def test_sqlite_locked_by_another_process_no_ack_until_stored_then_recovers(
         his.close()
     assert stored_tests(url, ["C240001", "C240002", "C240003"]) == {
         "C240001": TESTS, "C240002": TESTS, "C240003": TESTS}
+
+
+@pytest.mark.integration
+def test_sqlite_locked_enq_answered_busy_until_the_store_is_back(tmp_path: Path) -> None:
+    """E1381 8.2.5 while the database cannot commit: the message's completing frame is
+    NAKed (the store failed), the analyzer's next ENQ is answered NAK (busy) before it
+    sends anything, and once the lock is gone its next ENQ is ACKed and the message is
+    stored exactly once."""
+    db = tmp_path / "lis.db"
+    url = f"sqlite:///{db}"
+    config = write_config(tmp_path, url)
+    log = tmp_path / "gateway.log"
+    gateway = Gateway(config, log)
+    # This analyzer gives up at the first NAK, and waits long enough for it: the store's
+    # answer comes after SQLite's 10 s busy timeout, queued behind the wire recording's.
+    one_try = LinkConfig(role=Role.INSTRUMENT, max_attempts=1, reply_timeout=60)
+    try:
+        port = gateway.port()
+        first, second = chemistry_message(1, WHEN), chemistry_message(2, WHEN)
+        _until_acked(port, first, 30)
+        locker = sqlite3.connect(db, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            locker.execute("BEGIN EXCLUSIVE")  # the write lock (WAL: readers still read)
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                line = SocketLine(sock)
+                refused = send_messages(line, [second], timeout=60, config=one_try)
+                assert (refused.acked, refused.failed) == ([], [second])
+                assert refused.frames > 0 and refused.received.endswith(C.NAK)
+                busy = send_messages(line, [second], timeout=30, config=one_try)
+                assert (busy.acked, busy.failed) == ([], [second])
+                assert (bytes(busy.received), busy.frames) == (C.NAK, 0)  # nothing sent
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        wait_for(lambda: "store-available-again" in log.read_text("utf-8"),
+                 "the gateway's probe transaction after the lock")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            taken = send_messages(SocketLine(sock), [second], timeout=60)
+        assert taken.acked == [second]
+        assert C.NAK not in taken.received
+    finally:
+        assert gateway.stop() == 0, log.read_text("utf-8")
+    text = log.read_text("utf-8")
+    assert '"enq-refused"' in text and "C240002" not in text  # logged, without the sample
+    assert stored_tests(url, ["C240001", "C240002"]) == {"C240001": TESTS, "C240002": TESTS}
+    assert _receptions(url) == 2  # the refused tries left nothing behind
+
+
+def _receptions(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            return len(conn.execute(select(schema.message_receptions.c.id)).all())
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
