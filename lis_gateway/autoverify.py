@@ -15,6 +15,7 @@ SQL here: it calls :mod:`lis_gateway.store.repository`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,7 +36,7 @@ from lis_gateway.mapping import MappingTable
 from lis_gateway.normalize import NormalizedResult
 from lis_gateway.rules import Decision, Previous, RuleSet, evaluate, facts_from_result
 from lis_gateway.store import judgements, repository
-from lis_gateway.store.orders import order_hold_reason
+from lis_gateway.store.orders import OrderedTest, hold_reason, ordered_tests
 
 #: The hold reason when no rule set is configured.
 NO_RULES_REASON = "no rule set configured"
@@ -95,14 +96,54 @@ def decision_transition(decision: Decision | None, result: NormalizedResult,
     return apply(ResultState.RECEIVED, action, actor, policy, reason=reason), reasons
 
 
+@dataclass(frozen=True, slots=True)
+class Judging:
+    """One just-stored result to judge (:func:`judge_results`)."""
+
+    result_id: int
+    version_id: int  #: the version judged (its latest)
+    accession: str
+    result: NormalizedResult  #: what it was stored from
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """What judging did to one result: the HOLD or AUTOVERIFY, and whether it was released."""
+
+    transition: Transition
+    released: bool
+
+
 def judge_result(conn: Connection, result_id: int, result: NormalizedResult,
                  av: Autoverification, at: datetime, *, source: str = "system") -> Transition:
-    """Evaluate the rules on a just-stored result; record outcomes and the transition.
+    """Evaluate the rules on one stored result (its latest version); see :func:`judge_results`.
+
+    Returns:
+        The recorded judging transition (HOLD or AUTOVERIFY).
+    """
+    info = repository.get_result(conn, result_id)
+    (judged,) = judge_results(conn, info.analyzer_id,
+                              [Judging(result_id, info.latest.id, info.accession, result)],
+                              av, at, source=source)
+    return judged.transition
+
+
+def judge_results(conn: Connection, analyzer_id: int, items: Sequence[Judging],
+                  av: Autoverification, at: datetime, *, source: str = "system"
+                  ) -> list[Judged]:
+    """Evaluate the rules on just-stored results of one analyzer; record outcomes and transitions.
+
+    What judging reads is read once for all of them (the analyzer's QC state,
+    each sample's earlier results for the delta check, each sample's orders),
+    and the rule outcomes, lifecycle events and audit rows are written with one
+    insert per table, so the cost of a message does not grow by statements
+    with its results. Results are judged in order, so a result's delta check
+    sees an earlier result of the same message.
 
     Args:
-        conn: the transaction that stored the result.
-        result_id: the stored result (its latest version is judged).
-        result: the normalized result it was stored from.
+        conn: the transaction that stored the results.
+        analyzer_id: the analyzer that sent them.
+        items: the results with their judged versions, in order.
         av: rules, policy, table and driver.
         at: timezone-aware time of the decision.
         source: for the audit log.
@@ -112,35 +153,54 @@ def judge_result(conn: Connection, result_id: int, result: NormalizedResult,
     worker picks the release up like a person's).
 
     Returns:
-        The recorded judging transition (HOLD or AUTOVERIFY).
+        For each item, the recorded judging transition and whether it was released.
     """
-    info = repository.get_result(conn, result_id)
-    version_id = info.latest.id
-    qc_failed = judgements.qc_failure(conn, info.analyzer_id)
-    decision = None
+    if not items:
+        return []
+    qc_failed = judgements.qc_failure(conn, analyzer_id)
+    previous: dict[int, Previous | None] = {}
     if av.rules is not None:
-        previous = judgements.previous_for_delta(conn, result_id)
-        decision = decide(av.rules, result, driver=av.driver, table=av.table,
-                          previous=previous, received_at=at, qc_hold=bool(qc_failed))
-        judgements.record_rule_outcomes(conn, version_id, decision.outcomes,
-                                        decision.rule_set_version, at)
-    policy = policy_for(av.policy, result.code)
-    transition, reasons = decision_transition(decision, result, policy)
-    if qc_failed and transition.to_state is ResultState.HELD:
-        reasons = (*reasons, f"qc: {qc_failed}")
-    unordered = (order_hold_reason(conn, info.accession, result.code)
-                 if av.require_order else "")
-    if unordered and transition.to_state is ResultState.HELD:
-        reasons = (*reasons, unordered)
-    elif unordered:  # never autoverify what nobody ordered
-        transition = apply(ResultState.RECEIVED, Action.HOLD,
-                           Actor.rule("order-guard", transition.actor.rule_set_version),
-                           policy, reason=unordered)
-        reasons = (unordered,)
-    judgements.record_transition(conn, version_id, transition, at, reasons=reasons,
-                                 source=source)
-    if transition.to_state is ResultState.AUTOVERIFIED and policy.release_autoverified:
-        release = apply(ResultState.AUTOVERIFIED, Action.RELEASE, AUTORELEASE_ACTOR, policy)
-        if may_send_final([transition, release], policy):
-            judgements.record_transition(conn, version_id, release, at, source=source)
-    return transition
+        previous = judgements.previous_for_delta_many(conn, [
+            judgements.DeltaQuery(i.result_id, i.accession, i.result.row.test,
+                                  i.result.unit_ucum) for i in items])
+    orders: dict[str, tuple[OrderedTest, ...]] = {}
+    if av.require_order:
+        orders = {a: ordered_tests(conn, a) for a in dict.fromkeys(i.accession for i in items)}
+    outcomes: list[tuple[int, Decision]] = []
+    records: list[judgements.TransitionRecord] = []
+    out: list[Judged] = []
+    for item in items:
+        result = item.result
+        decision = None
+        if av.rules is not None:
+            decision = decide(av.rules, result, driver=av.driver, table=av.table,
+                              previous=previous[item.result_id], received_at=at,
+                              qc_hold=bool(qc_failed))
+            outcomes.append((item.version_id, decision))
+        policy = policy_for(av.policy, result.code)
+        transition, reasons = decision_transition(decision, result, policy)
+        if qc_failed and transition.to_state is ResultState.HELD:
+            reasons = (*reasons, f"qc: {qc_failed}")
+        unordered = (hold_reason(orders[item.accession], item.accession, result.code)
+                     if av.require_order else "")
+        if unordered and transition.to_state is ResultState.HELD:
+            reasons = (*reasons, unordered)
+        elif unordered:  # never autoverify what nobody ordered
+            transition = apply(ResultState.RECEIVED, Action.HOLD,
+                               Actor.rule("order-guard", transition.actor.rule_set_version),
+                               policy, reason=unordered)
+            reasons = (unordered,)
+        records.append(judgements.TransitionRecord(item.version_id, transition, at, reasons,
+                                                   item.result_id))
+        released = False
+        if transition.to_state is ResultState.AUTOVERIFIED and policy.release_autoverified:
+            release = apply(ResultState.AUTOVERIFIED, Action.RELEASE, AUTORELEASE_ACTOR,
+                            policy)
+            if may_send_final([transition, release], policy):
+                records.append(judgements.TransitionRecord(item.version_id, release, at,
+                                                           result_id=item.result_id))
+                released = True
+        out.append(Judged(transition, released))
+    judgements.record_rule_outcomes_many(conn, outcomes, at)
+    judgements.record_transitions(conn, records, source=source)
+    return out

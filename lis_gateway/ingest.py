@@ -35,10 +35,9 @@ from drivers.extract import ResultRow, extract_hl7_results, extract_results
 from lis_gateway import metrics
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.events import AbortReason
-from lis_gateway.autoverify import Autoverification, judge_result
+from lis_gateway.autoverify import Autoverification, Judging, judge_results
 from lis_gateway.capture import CaptureReport, normalize_report
 from lis_gateway.hl7.message import Hl7Message
-from lis_gateway.lifecycle import ResultState, policy_for
 from lis_gateway.link_status import LinkStatusBoard
 from lis_gateway.mapping import MappingTable, load_table
 from lis_gateway.normalize import NormalizedResult
@@ -108,21 +107,19 @@ def store_for_analyzer(conn: Connection, *, analyzer: str, family: str, protocol
     if not stored.repeat:
         for accession, patient in (analyzer_patients or {}).items():
             adopt_analyzer_patient(conn, accession, analyzer, patient, received_at)
-    decisions: list[str] = []
-    released = 0
-    if autoverification is not None:
-        for result_id, index in zip(stored.new_result_ids, stored.new_result_index,
-                                    strict=True):
-            if results[index].row.qc:
-                continue  # QC runs are kept, never judged as patient results
-            transition = judge_result(conn, result_id, results[index], autoverification,
-                                      received_at, source=f"analyzer:{analyzer}")
-            decisions.append(transition.to_state.value)
-            released += transition.to_state is ResultState.AUTOVERIFIED and policy_for(
-                autoverification.policy, results[index].code).release_autoverified
-    if not decisions:
+    if autoverification is None or not stored.new_result_ids:
         return stored
-    return replace(stored, decisions=tuple(decisions), released=released)
+    items = [Judging(result_id, version_id, results[index].row.sample_id, results[index])
+             for result_id, version_id, index in zip(
+                 stored.new_result_ids, stored.new_version_ids, stored.new_result_index,
+                 strict=True)
+             if not results[index].row.qc]  # QC runs are kept, never judged
+    judged = judge_results(conn, known.id, items, autoverification, received_at,
+                           source=f"analyzer:{analyzer}")
+    if not judged:
+        return stored
+    return replace(stored, decisions=tuple(j.transition.to_state.value for j in judged),
+                   released=sum(j.released for j in judged))
 
 
 def store_incomplete(conn: Connection, *, analyzer: str, family: str, transport: str,

@@ -9,13 +9,13 @@ repository's back (``lis-gateway audit verify``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select, update
 
 from . import schema as s
-from ._common import canonical_json, primary_key, require_aware, sha256_hex
+from ._common import canonical_json, require_aware, sha256_hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,18 @@ def _audit_hash(prev_hash: str, fields: Mapping[str, object]) -> str:
     return sha256_hex(prev_hash + canonical_json(dict(fields)))
 
 
+@dataclass(frozen=True, slots=True)
+class AuditItem:
+    """One row to append: who (actor), what (action, target, detail), when, from where."""
+
+    actor: str
+    action: str
+    target: str
+    detail: Mapping[str, object]
+    source: str
+    at: datetime
+
+
 def append_audit(conn: Connection, *, actor: str, action: str, target: str,
                  detail: Mapping[str, object], source: str, at: datetime) -> AuditEntry:
     """Append one hash-chained audit row.
@@ -45,21 +57,39 @@ def append_audit(conn: Connection, *, actor: str, action: str, target: str,
     The chain head row is read ``FOR UPDATE`` (PostgreSQL) or under SQLite's
     ``BEGIN IMMEDIATE`` write lock, so concurrent appends cannot fork the chain.
     """
+    (entry,) = append_audit_many(conn, [AuditItem(actor, action, target, detail, source, at)])
+    return entry
+
+
+def append_audit_many(conn: Connection, items: Sequence[AuditItem]) -> list[AuditEntry]:
+    """Append rows in order to the chain: one head read, one insert, one head update."""
+    if not items:
+        return []
     head = conn.execute(select(s.audit_head).where(s.audit_head.c.id == 1)
                         .with_for_update()).first()
     if head is None:
         conn.execute(insert(s.audit_head).values(id=1, seq=0, hash=s.GENESIS_HASH))
-        seq, prev = 1, s.GENESIS_HASH
+        seq, prev = 0, s.GENESIS_HASH
     else:
-        seq, prev = head.seq + 1, head.hash
-    fields = {"seq": seq, "at": require_aware(at, "at").isoformat(), "actor": actor,
-              "action": action, "target": target, "detail": canonical_json(dict(detail)),
-              "source": source, "prev_hash": prev}
-    digest = _audit_hash(prev, fields)
-    pk = primary_key(conn.execute(insert(s.audit_log).values(hash=digest, **fields)))
-    conn.execute(update(s.audit_head).where(s.audit_head.c.id == 1).values(seq=seq, hash=digest))
-    return AuditEntry(int(pk[0]), seq, str(fields["at"]), actor, action, target,
-                      str(fields["detail"]), source, prev, digest)
+        seq, prev = head.seq, head.hash
+    rows: list[dict[str, object]] = []
+    entries: list[AuditEntry] = []
+    for item in items:
+        seq += 1
+        at, detail = require_aware(item.at, "at").isoformat(), canonical_json(dict(item.detail))
+        fields = {"seq": seq, "at": at, "actor": item.actor, "action": item.action,
+                  "target": item.target, "detail": detail, "source": item.source,
+                  "prev_hash": prev}
+        digest = _audit_hash(prev, fields)
+        rows.append({**fields, "hash": digest})
+        entries.append(AuditEntry(0, seq, at, item.actor, item.action, item.target, detail,
+                                  item.source, prev, digest))
+        prev = digest
+    ids = conn.execute(insert(s.audit_log).returning(s.audit_log.c.id,
+                                                     sort_by_parameter_order=True),
+                       rows).scalars().all()
+    conn.execute(update(s.audit_head).where(s.audit_head.c.id == 1).values(seq=seq, hash=prev))
+    return [replace(entry, id=int(pk)) for entry, pk in zip(entries, ids, strict=True)]
 
 
 def audit_entries(conn: Connection) -> tuple[AuditEntry, ...]:

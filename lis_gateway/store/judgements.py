@@ -12,18 +12,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, insert, or_, select
 
 from lis_gateway.lifecycle import Action, Actor, ActorKind, ResultState, Role, Transition
-from lis_gateway.rules import Previous, RuleOutcome
+from lis_gateway.rules import Decision, Previous, RuleOutcome
 
 from . import downloads
 from . import schema as s
-from ._common import NotFoundError, canonical_json, primary_key, require_aware
-from .audit import append_audit
-from .repository import ResultInfo, get_result, list_results, result_versions
+from ._common import NotFoundError, as_utc, canonical_json, primary_key, require_aware
+from .audit import AuditItem, append_audit, append_audit_many
+from .repository import ResultInfo, get_result, list_results
 
 
 def add_rule_outcome(conn: Connection, version_id: int, rule: str, outcome: str,
@@ -91,11 +92,42 @@ def record_rule_outcomes(conn: Connection, version_id: int, outcomes: Sequence[R
              "rule_set_version": rule_set_version, "at": when} for o in outcomes])
 
 
+def record_rule_outcomes_many(conn: Connection, decisions: Sequence[tuple[int, Decision]],
+                              at: datetime) -> None:
+    """:func:`record_rule_outcomes` for several versions' decisions, in one insert."""
+    when = require_aware(at, "at")
+    rows = [{"result_version_id": version_id, "rule": o.rule_id, "kind": o.kind,
+             "outcome": o.verdict.value, "detail": o.detail,
+             "rule_set_version": decision.rule_set_version, "at": when}
+            for version_id, decision in decisions for o in decision.outcomes]
+    if rows:
+        conn.execute(insert(s.rule_outcomes), rows)
+
+
 def rule_outcomes(conn: Connection, version_id: int) -> tuple[tuple[str, str, str, str], ...]:
     """The recorded rule outcomes of a version: (rule, outcome, detail, rule-set version)."""
     rows = conn.execute(select(s.rule_outcomes).where(
         s.rule_outcomes.c.result_version_id == version_id).order_by(s.rule_outcomes.c.id))
     return tuple((r.rule, r.outcome, r.detail, r.rule_set_version) for r in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """One transition to persist (:func:`record_transitions`).
+
+    Attributes:
+        version_id: the result version it applies to.
+        transition: from :func:`lis_gateway.lifecycle.apply`.
+        at: timezone-aware time.
+        reasons: the hold reasons, one per holding rule (default: the transition's reason).
+        result_id: the version's result, when the caller knows it (saves a read).
+    """
+
+    version_id: int
+    transition: Transition
+    at: datetime
+    reasons: Sequence[str] = ()
+    result_id: int | None = None
 
 
 def record_transition(conn: Connection, version_id: int, transition: Transition,
@@ -115,31 +147,72 @@ def record_transition(conn: Connection, version_id: int, transition: Transition,
     Raises:
         NotFoundError: a user actor unknown to the store.
     """
-    when = require_aware(at, "at")
-    actor = transition.actor
-    user_id = None
-    if actor.kind is ActorKind.USER:
-        user_id = conn.execute(select(s.users.c.id).where(
-            s.users.c.username == actor.id)).scalar_one_or_none()
-        if user_id is None:
-            raise NotFoundError(f"user {actor.id!r}")
-    listed = list(reasons) if reasons else ([transition.reason] if transition.reason else [])
-    pk = primary_key(conn.execute(insert(s.validation_events).values(
-        result_version_id=version_id, action=transition.action.value, user_id=user_id,
-        comment=transition.reason, at=when, from_state=transition.from_state.value,
-        to_state=transition.to_state.value, actor_kind=actor.kind.value, actor=actor.id,
-        actor_roles=",".join(sorted(r.value for r in actor.roles)),
-        rule_set_version=actor.rule_set_version, reasons=canonical_json(listed))))
-    result_id = conn.execute(select(s.result_versions.c.result_id).where(
-        s.result_versions.c.id == version_id)).scalar_one()
-    append_audit(conn, actor=_actor_name(actor), action=f"lifecycle.{transition.action.value}",
-                 target=f"result:{result_id}",
-                 detail={"version_id": version_id, "from": transition.from_state.value,
-                         "to": transition.to_state.value, "reason": transition.reason},
-                 source=source, at=when)
-    if transition.to_state is ResultState.RERUN_REQUESTED:
+    (event_id,) = record_transitions(conn, [TransitionRecord(version_id, transition, at,
+                                                             reasons)], source=source)
+    return event_id
+
+
+def record_transitions(conn: Connection, records: Sequence[TransitionRecord], *,
+                       source: str = "") -> list[int]:
+    """Persist transitions in order and audit each: one insert per table, not per record.
+
+    Returns:
+        The event ids, in order.
+
+    Raises:
+        NotFoundError: a user actor unknown to the store.
+    """
+    if not records:
+        return []
+    users = _user_ids(conn, {r.transition.actor.id for r in records
+                             if r.transition.actor.kind is ActorKind.USER})
+    missing = [r.version_id for r in records if r.result_id is None]
+    owners = dict(conn.execute(select(s.result_versions.c.id, s.result_versions.c.result_id)
+                               .where(s.result_versions.c.id.in_(missing))).all()
+                  ) if missing else {}
+    rows: list[dict[str, Any]] = []
+    audits: list[AuditItem] = []
+    reruns: list[tuple[int, datetime]] = []
+    for r in records:
+        when, transition = require_aware(r.at, "at"), r.transition
+        actor = transition.actor
+        listed = (list(r.reasons) if r.reasons
+                  else ([transition.reason] if transition.reason else []))
+        rows.append({"result_version_id": r.version_id, "action": transition.action.value,
+                     "user_id": users.get(actor.id) if actor.kind is ActorKind.USER else None,
+                     "comment": transition.reason, "at": when,
+                     "from_state": transition.from_state.value,
+                     "to_state": transition.to_state.value, "actor_kind": actor.kind.value,
+                     "actor": actor.id,
+                     "actor_roles": ",".join(sorted(x.value for x in actor.roles)),
+                     "rule_set_version": actor.rule_set_version,
+                     "reasons": canonical_json(listed)})
+        result_id = r.result_id if r.result_id is not None else int(owners[r.version_id])
+        audits.append(AuditItem(_actor_name(actor), f"lifecycle.{transition.action.value}",
+                                f"result:{result_id}",
+                                {"version_id": r.version_id,
+                                 "from": transition.from_state.value,
+                                 "to": transition.to_state.value,
+                                 "reason": transition.reason}, source, when))
+        if transition.to_state is ResultState.RERUN_REQUESTED:
+            reruns.append((result_id, when))
+    ids = conn.execute(insert(s.validation_events).returning(
+        s.validation_events.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    append_audit_many(conn, audits)
+    for result_id, when in reruns:
         _queue_rerun(conn, result_id, when)
-    return int(pk[0])
+    return [int(i) for i in ids]
+
+
+def _user_ids(conn: Connection, names: set[str]) -> dict[str, int]:
+    """The ids of the named users; every one must exist."""
+    if not names:
+        return {}
+    found = {row.username: int(row.id) for row in conn.execute(
+        select(s.users.c.id, s.users.c.username).where(s.users.c.username.in_(sorted(names))))}
+    for name in sorted(names - found.keys()):
+        raise NotFoundError(f"user {name!r}")
+    return found
 
 
 def _queue_rerun(conn: Connection, result_id: int, at: datetime) -> None:
@@ -196,6 +269,23 @@ def result_status(conn: Connection, result_id: int) -> ResultStatus:
     return ResultStatus(state, reasons, version_id)
 
 
+def _newest_version(result_id: Any) -> Any:
+    """A correlated subquery: the highest version number of the result ``result_id`` names."""
+    other = s.result_versions.alias("newest")
+    return (select(func.max(other.c.version)).where(other.c.result_id == result_id)
+            .correlate_except(other).scalar_subquery())
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaQuery:
+    """A just-stored result whose previous result the delta check needs."""
+
+    result_id: int
+    accession: str
+    test_code: str  #: the analyzer's test code, as stored
+    unit_ucum: str
+
+
 def previous_for_delta(conn: Connection, result_id: int) -> Previous | None:
     """The previous numeric result of the same test for the delta check, or None.
 
@@ -205,24 +295,47 @@ def previous_for_delta(conn: Connection, result_id: int) -> Previous | None:
     number and time (result time, else the time it was stored).
     """
     this = get_result(conn, result_id)
-    sample = conn.execute(select(s.samples).join(
-        s.results, s.results.c.sample_id == s.samples.c.id).where(
-        s.results.c.id == result_id)).one()
-    same_patient = [s.samples.c.id == sample.id]
-    if sample.hospital_id:
-        same_patient.append(s.samples.c.hospital_id == sample.hospital_id)
-    if sample.national_id:
-        same_patient.append(s.samples.c.national_id == sample.national_id)
-    candidates = conn.execute(select(s.results.c.id).join(
-        s.samples, s.results.c.sample_id == s.samples.c.id).where(
-        or_(*same_patient), s.results.c.id < result_id,
-        s.results.c.test_code == this.test_code).order_by(s.results.c.id.desc())).scalars()
-    for candidate in candidates:
-        prev = get_result(conn, candidate).latest
-        c = prev.content
-        if c.number is not None and c.unit_ucum == this.latest.content.unit_ucum:
-            return Previous(c.number, c.result_time or prev.created_at)
-    return None
+    query = DeltaQuery(result_id, this.accession, this.test_code,
+                       this.latest.content.unit_ucum)
+    return previous_for_delta_many(conn, [query])[result_id]
+
+
+def previous_for_delta_many(conn: Connection, queries: Sequence[DeltaQuery]
+                            ) -> dict[int, Previous | None]:
+    """:func:`previous_for_delta` for several results: two reads per sample, not per result."""
+    out: dict[int, Previous | None] = {}
+    by_sample: dict[str, list[DeltaQuery]] = {}
+    for q in queries:
+        by_sample.setdefault(q.accession, []).append(q)
+    if not by_sample:
+        return out
+    samples = {row.accession: row for row in conn.execute(
+        select(s.samples).where(s.samples.c.accession.in_(sorted(by_sample))))}
+    r, v = s.results, s.result_versions
+    newest = _newest_version(r.c.id)
+    for accession, group in by_sample.items():
+        sample = samples[accession]
+        same_patient = [s.samples.c.id == sample.id]
+        if sample.hospital_id:
+            same_patient.append(s.samples.c.hospital_id == sample.hospital_id)
+        if sample.national_id:
+            same_patient.append(s.samples.c.national_id == sample.national_id)
+        rows = conn.execute(
+            select(r.c.id, r.c.test_code, v.c.number, v.c.unit_ucum, v.c.result_time,
+                   v.c.created_at).select_from(r)
+            .join(s.samples, r.c.sample_id == s.samples.c.id)
+            .join(v, and_(v.c.result_id == r.c.id, v.c.version == newest))
+            .where(or_(*same_patient), r.c.id < max(q.result_id for q in group),
+                   r.c.test_code.in_(sorted({q.test_code for q in group})))
+            .order_by(r.c.id.desc())).all()
+        for q in group:
+            out[q.result_id] = next(
+                (Previous(Decimal(row.number),
+                          as_utc(row.result_time if row.result_time is not None
+                                 else row.created_at))
+                 for row in rows if row.id < q.result_id and row.test_code == q.test_code
+                 and row.number is not None and row.unit_ucum == q.unit_ucum), None)
+    return out
 
 
 def held_results(conn: Connection) -> tuple[ResultInfo, ...]:
@@ -252,21 +365,23 @@ def qc_failure(conn: Connection, analyzer_id: int) -> str:
     The latest QC run is the newest message with QC results from this analyzer; it
     fails when any of its controls carries an out-of-range flag or a critical mark.
     """
-    latest = conn.execute(select(s.results.c.message_id).where(
-        s.results.c.analyzer_id == analyzer_id, s.results.c.qc.is_(True)).order_by(
-        s.results.c.message_id.desc()).limit(1)).scalar_one_or_none()
+    r, v = s.results, s.result_versions
+    latest = conn.execute(select(r.c.message_id).where(
+        r.c.analyzer_id == analyzer_id, r.c.qc.is_(True)).order_by(
+        r.c.message_id.desc()).limit(1)).scalar_one_or_none()
     if latest is None:
         return ""
-    ids = conn.execute(select(s.results.c.id).where(
-        s.results.c.message_id == latest, s.results.c.qc.is_(True)).order_by(
-        s.results.c.id)).scalars().all()
-    for result_id in ids:
-        content = result_versions(conn, result_id)[-1].content
-        bad = [f for f in content.flags if f in QC_FAIL_FLAGS] + (
-            [content.critical] if content.critical else [])
+    newest = _newest_version(r.c.id)
+    rows = conn.execute(select(r.c.test_code, v.c.flags, v.c.critical).select_from(r)
+                        .join(v, and_(v.c.result_id == r.c.id, v.c.version == newest))
+                        .where(r.c.message_id == latest, r.c.qc.is_(True))
+                        .order_by(r.c.id)).all()
+    for row in rows:
+        bad = [f for f in json.loads(row.flags) if f in QC_FAIL_FLAGS] + (
+            [row.critical] if row.critical else [])
         if bad:
-            test = get_result(conn, result_id).test_code
-            return f"the last QC run (message {latest}) failed: {test} flagged {','.join(bad)}"
+            return (f"the last QC run (message {latest}) failed: {row.test_code} flagged "
+                    f"{','.join(bad)}")
     return ""
 
 

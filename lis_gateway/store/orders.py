@@ -192,7 +192,12 @@ def order_hold_reason(conn: Connection, accession: str, test_code: str) -> str:
     ``test_code`` is the local code (what the HIS orders); a result that is
     not mapped has none, and only the sample's order is checked.
     """
-    tests = [t for t in ordered_tests(conn, accession) if t.status == ORDERED]
+    return hold_reason(ordered_tests(conn, accession), accession, test_code)
+
+
+def hold_reason(ordered: Sequence[OrderedTest], accession: str, test_code: str) -> str:
+    """:func:`order_hold_reason` from the sample's :func:`ordered_tests`, already read."""
+    tests = [t for t in ordered if t.status == ORDERED]
     if not tests:
         return f"no order: sample {accession} has no order from the HIS"
     if test_code and test_code not in {t.test_code for t in tests}:

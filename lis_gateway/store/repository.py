@@ -103,6 +103,8 @@ class StoredMessage:
     decisions: tuple[str, ...] = ()
     #: how many new results were released in the same transaction (autorelease)
     released: int = 0
+    #: for each of ``new_result_ids``, its first version's id
+    new_version_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +216,26 @@ def ensure_sample(conn: Connection, accession: str, now: datetime,
     return int(row.id)
 
 
+def ensure_samples(conn: Connection, accessions: Sequence[str], now: datetime,
+                   patients: Mapping[str, PatientIds]) -> dict[str, int]:
+    """:func:`ensure_sample` for several accessions: one read for the known ones."""
+    wanted = sorted(set(accessions))
+    rows = {row.accession: row for row in conn.execute(
+        select(s.samples).where(s.samples.c.accession.in_(wanted)))}
+    out: dict[str, int] = {}
+    for accession in wanted:
+        row = rows.get(accession)
+        ids = patients.get(accession)
+        if row is None or (ids is not None and any(
+                v and getattr(row, k) is None for k, v in (
+                    ("hospital_id", ids.hospital_id), ("national_id", ids.national_id),
+                    ("insurance_card", ids.insurance_card)))):
+            out[accession] = ensure_sample(conn, accession, now, ids)
+        else:
+            out[accession] = int(row.id)
+    return out
+
+
 def sample_ids(conn: Connection, accession: str) -> PatientIds:
     """The patient identifiers stored for ``accession``."""
     row = conn.execute(select(s.samples).where(s.samples.c.accession == accession)).first()
@@ -301,6 +323,12 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
                   problems: Sequence[str] = ()) -> StoredMessage:
     """Store one received message and its results (one transaction, the caller's).
 
+    The statements do not grow with the results: the known fingerprints, the
+    samples and the earlier runs are read once for the whole message, and the
+    results, their first versions and the message links are inserted with one
+    ``executemany`` each (a message that repeats a sample's test is inserted in
+    as many rounds as the test repeats, so each rerun can name its predecessor).
+
     Args:
         analyzer_id: from :func:`ensure_analyzer`.
         protocol: ``"astm"`` or ``"hl7"``.
@@ -330,26 +358,121 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
         raw_session_id=raw_session_id, received_at=at,
         problems=canonical_json(list(problems)))))[0])
     reception = _reception(conn, message_id, raw_session_id, at, repeat=False)
+    fingerprints = _fingerprints(analyzer_id, results)
+    known = _known_results(conn, analyzer_id, fingerprints)
+    fresh = [i for i, fingerprint in enumerate(fingerprints) if fingerprint not in known]
+    created = _insert_results(conn, analyzer_id, message_id, results, fingerprints, fresh,
+                              at, patients or {})
     result_ids: list[int] = []
-    new_ids: list[int] = []
-    new_index: list[int] = []
-    seen: dict[str, int] = {}
-    for index, result in enumerate(results):
-        base = result_fingerprint(analyzer_id, result, 0)
-        seen[base] = seen.get(base, -1) + 1
-        fingerprint = result_fingerprint(analyzer_id, result, seen[base])
-        result_id, created = _store_result(conn, analyzer_id, message_id, result,
-                                           fingerprint, at, patients or {})
+    links: list[dict[str, Any]] = []
+    for index, fingerprint in enumerate(fingerprints):
+        result_id = created.get(index) or known[fingerprint]
         if result_id in result_ids:
             continue
         result_ids.append(result_id)
-        if created:
-            new_ids.append(result_id)
-            new_index.append(index)
-        conn.execute(insert(s.message_results).values(
-            message_id=message_id, result_id=result_id, repeat=not created))
-    return StoredMessage(message_id, reception, False, tuple(result_ids), tuple(new_ids),
-                         tuple(new_index))
+        links.append({"message_id": message_id, "result_id": result_id,
+                      "repeat": index not in created})
+    if links:
+        conn.execute(insert(s.message_results), links)
+    return StoredMessage(message_id, reception, False, tuple(result_ids),
+                         tuple(created[i] for i in fresh), tuple(fresh),
+                         new_version_ids=tuple(created.versions[i] for i in fresh))
+
+
+def _fingerprints(analyzer_id: int, results: Sequence[NormalizedResult]) -> list[str]:
+    """Each result's fingerprint, identical rows told apart by their occurrence."""
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    for result in results:
+        base = result_fingerprint(analyzer_id, result, 0)
+        seen[base] = seen.get(base, -1) + 1
+        out.append(base if seen[base] == 0 else result_fingerprint(analyzer_id, result,
+                                                                   seen[base]))
+    return out
+
+
+def _known_results(conn: Connection, analyzer_id: int, fingerprints: Sequence[str]
+                   ) -> dict[str, int]:
+    """The already stored results among ``fingerprints`` (one query)."""
+    if not fingerprints:
+        return {}
+    r = s.results
+    rows = conn.execute(select(r.c.fingerprint, r.c.id).where(
+        r.c.analyzer_id == analyzer_id, r.c.fingerprint.in_(sorted(set(fingerprints)))))
+    return {row.fingerprint: int(row.id) for row in rows}
+
+
+class _Created(dict[int, int]):
+    """Index in the message -> new result id; ``versions``: index -> first version id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.versions: dict[int, int] = {}
+
+
+def _insert_results(conn: Connection, analyzer_id: int, message_id: int,
+                    results: Sequence[NormalizedResult], fingerprints: Sequence[str],
+                    fresh: Sequence[int], at: datetime,
+                    patients: Mapping[str, PatientIds]) -> _Created:
+    """Insert the new results and their first versions, in message order."""
+    created = _Created()
+    if not fresh:
+        return created
+    samples = ensure_samples(conn, [results[i].row.sample_id for i in fresh], at, patients)
+    pairs = {(samples[results[i].row.sample_id], results[i].row.test) for i in fresh}
+    latest = _latest_runs(conn, analyzer_id, pairs)
+    author = "analyzer:" + conn.execute(select(s.analyzers.c.name).where(
+        s.analyzers.c.id == analyzer_id)).scalar_one()
+    for batch in _rounds(fresh, [(samples[r.row.sample_id], r.row.test) for r in results]):
+        rows = []
+        for i in batch:
+            row = results[i].row
+            pair = (samples[row.sample_id], row.test)
+            rows.append({"analyzer_id": analyzer_id, "sample_id": pair[0],
+                         "message_id": message_id, "test_code": row.test,
+                         "completed_at_raw": row.completed_at,
+                         "fingerprint": fingerprints[i], "rerun_of_id": latest.get(pair),
+                         "created_at": at, "qc": row.qc})
+        ids = conn.execute(insert(s.results).returning(s.results.c.id,
+                                                       sort_by_parameter_order=True),
+                           rows).scalars().all()
+        for i, result_id in zip(batch, ids, strict=True):
+            created[i] = int(result_id)
+            latest[samples[results[i].row.sample_id], results[i].row.test] = int(result_id)
+        versions = conn.execute(
+            insert(s.result_versions).returning(s.result_versions.c.id,
+                                                sort_by_parameter_order=True),
+            [{"result_id": created[i], "version": 1, "reason": "received", "author": author,
+              "created_at": at, "supersedes_id": None,
+              **_content_values(content_of(results[i]))} for i in batch]).scalars().all()
+        created.versions.update((i, int(v)) for i, v in zip(batch, versions, strict=True))
+    return created
+
+
+def _rounds(fresh: Sequence[int], pairs: Sequence[tuple[int, str]]) -> list[list[int]]:
+    """``fresh`` cut into consecutive runs in which no (sample, test) pair repeats."""
+    out: list[list[int]] = [[]]
+    taken: set[tuple[int, str]] = set()
+    for i in fresh:
+        if pairs[i] in taken:
+            out.append([])
+            taken = set()
+        out[-1].append(i)
+        taken.add(pairs[i])
+    return out
+
+
+def _latest_runs(conn: Connection, analyzer_id: int, pairs: set[tuple[int, str]]
+                 ) -> dict[tuple[int, str], int]:
+    """The newest stored result of each (sample, test) from this analyzer (one query)."""
+    r = s.results
+    rows = conn.execute(select(r.c.sample_id, r.c.test_code, func.max(r.c.id).label("id"))
+                        .where(r.c.analyzer_id == analyzer_id,
+                               r.c.sample_id.in_(sorted({p[0] for p in pairs})),
+                               r.c.test_code.in_(sorted({p[1] for p in pairs})))
+                        .group_by(r.c.sample_id, r.c.test_code))
+    return {(row.sample_id, row.test_code): int(row.id) for row in rows
+            if (row.sample_id, row.test_code) in pairs}
 
 
 def _reception(conn: Connection, message_id: int, session_id: int | None, at: datetime,
@@ -357,32 +480,6 @@ def _reception(conn: Connection, message_id: int, session_id: int | None, at: da
     return int(primary_key(conn.execute(insert(s.message_receptions).values(
         message_id=message_id, raw_session_id=session_id, received_at=at, repeat=repeat)
     ))[0])
-
-
-def _store_result(conn: Connection, analyzer_id: int, message_id: int,
-                  result: NormalizedResult, fingerprint: str, at: datetime,
-                  patients: Mapping[str, PatientIds]) -> tuple[int, bool]:
-    known = conn.execute(select(s.results.c.id).where(
-        s.results.c.analyzer_id == analyzer_id, s.results.c.fingerprint == fingerprint)
-    ).scalar_one_or_none()
-    if known is not None:
-        return int(known), False
-    accession = result.row.sample_id
-    sample_id = ensure_sample(conn, accession, at, patients.get(accession))
-    previous = conn.execute(select(func.max(s.results.c.id)).where(
-        s.results.c.sample_id == sample_id, s.results.c.test_code == result.row.test,
-        s.results.c.analyzer_id == analyzer_id)).scalar_one_or_none()
-    result_id = int(primary_key(conn.execute(insert(s.results).values(
-        analyzer_id=analyzer_id, sample_id=sample_id, message_id=message_id,
-        test_code=result.row.test, completed_at_raw=result.row.completed_at,
-        fingerprint=fingerprint, rerun_of_id=previous, created_at=at, qc=result.row.qc)
-    ))[0])
-    analyzer = conn.execute(select(s.analyzers.c.name).where(
-        s.analyzers.c.id == analyzer_id)).scalar_one()
-    conn.execute(insert(s.result_versions).values(
-        result_id=result_id, version=1, reason="received", author=f"analyzer:{analyzer}",
-        created_at=at, supersedes_id=None, **_content_values(content_of(result))))
-    return result_id, True
 
 
 def _version(row: Row[Any]) -> ResultVersion:

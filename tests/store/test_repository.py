@@ -115,6 +115,39 @@ def test_rerun_is_a_new_result_old_kept(engine: Engine) -> None:
     assert infos[1].rerun_of_id == infos[0].id
 
 
+def test_one_message_with_a_test_repeated_and_a_mixture_of_known_results(
+        engine: Engine) -> None:
+    """Reruns inside one message chain in message order; known results are linked, not new.
+
+    The store inserts a message's results in rounds (one ``executemany`` each);
+    this pins what the rounds must keep: ids in message order, each rerun naming
+    the run before it (also one from the same message), the first versions'
+    ids returned in step, and two samples in one message.
+    """
+    first = store(engine, RAW, [result()])
+    mixed = [result(),  # known: linked as a repeat
+             result(value="5.6", completed_at="20261101083000"),
+             result(test="UREA", value="4.1"),
+             result(value="5.7", completed_at="20261101084000"),
+             result(sample="S2", value="6.0")]
+    stored = store(engine, RAW + b"2", mixed)
+    assert stored.result_ids[0] == first.result_ids[0]
+    assert stored.new_result_index == (1, 2, 3, 4)
+    assert list(stored.new_result_ids) == sorted(stored.new_result_ids)
+    with engine.begin() as conn:
+        glu = [i for i in repo.results_for_sample(conn, "S1") if i.test_code == "GLU"]
+        s2 = repo.results_for_sample(conn, "S2")
+        links = dict(conn.execute(select(s.message_results.c.result_id,
+                                         s.message_results.c.repeat).where(
+            s.message_results.c.message_id == stored.message_id)).all())
+        versions = [repo.get_result(conn, i).latest.id for i in stored.new_result_ids]
+    assert [i.latest.content.value_raw for i in glu] == ["5.4", "5.6", "5.7"]
+    assert [i.rerun_of_id for i in glu] == [None, glu[0].id, glu[1].id]
+    assert s2[0].rerun_of_id is None and s2[0].latest.content.value_raw == "6.0"
+    assert stored.new_version_ids == tuple(versions)
+    assert links == {**{i: False for i in stored.new_result_ids}, first.result_ids[0]: True}
+
+
 def test_correction_is_a_linked_version(engine: Engine) -> None:
     """A correction inserts version 2 with reason/author/time; version 1 is unchanged."""
     stored = store(engine, RAW, [result()])
