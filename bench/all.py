@@ -9,6 +9,9 @@
 4. ``bench/system.py``: the real gateway process: ingest over loopback TCP on SQLite and
    PostgreSQL, frame ACK latency, EOT to HIS ACK, a paced pty, memory per link; the
    peers' receivers.
+5. ``bench/targets.py``: issue 9's remaining targets on the real gateway: frame ACKs
+   while the database or the HIS stalls, an HIS outage and its drain, logging and
+   metrics overhead, 256 active links, an RSS soak.
 
 The machine (``nproc``, ``lscpu``, memory, kernel, Python) and the load
 average before and after each step go to ``bench/results/machine.json``; each
@@ -62,6 +65,7 @@ def main() -> int:
         ("statements", [py, str(BENCH / "statements.py")]),
         ("system", [py, str(BENCH / "system.py"), *(["--quick"] if args.quick else []),
                     *(["--no-peers"] if args.no_peers else [])]),
+        ("targets", [py, str(BENCH / "targets.py"), *(["--quick"] if args.quick else [])]),
     ]
     record: dict[str, object] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -21,7 +21,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from workload import ACK, ENQ, EOT, NAK, Message
@@ -42,6 +42,14 @@ class LinkStats:
     frames: list[float] = field(default_factory=list)  # intermediate frame -> ACK
     finals: list[float] = field(default_factory=list)  # frame completing a message -> ACK
     eot_at: dict[str, float] = field(default_factory=dict)  # sample -> when EOT was written
+    # when each of the above was written (same order), for latencies inside a time window
+    enq_t0: list[float] = field(default_factory=list)
+    frames_t0: list[float] = field(default_factory=list)
+    finals_t0: list[float] = field(default_factory=list)
+    keep: bool = True  # False (long soaks): counts and maxima only, no per-sample lists
+    max_frame: float = 0.0
+    max_final: float = 0.0
+    max_enq: float = 0.0
     messages: int = 0
     results: int = 0
     naks: int = 0
@@ -49,28 +57,44 @@ class LinkStats:
     started: float = 0.0
     ended: float = 0.0
 
+    def note(self, kind: str, t0: float, dt: float) -> None:
+        """One reply: ``kind`` is ``enq``, ``frames`` or ``finals``."""
+        top = "max_" + {"enq": "enq", "frames": "frame", "finals": "final"}[kind]
+        if dt > getattr(self, top):
+            setattr(self, top, dt)
+        if self.keep:
+            getattr(self, kind).append(dt)
+            getattr(self, kind + "_t0").append(t0)
+
 
 async def _reply(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.readexactly(1), REPLY_TIMEOUT)
 
 
-async def send_messages(port: int, messages: Sequence[Message], start: asyncio.Event,
-                        *, gap: float = 0.0) -> LinkStats:
-    """Connect, wait for ``start``, send ``messages``; ``gap`` seconds between them."""
+async def send_messages(port: int, messages: Iterable[Message], start: asyncio.Event,
+                        *, gap: float = 0.0, duration: float | None = None,
+                        stats: LinkStats | None = None) -> LinkStats:
+    """Connect, wait for ``start``, send ``messages``; ``gap`` seconds between them.
+
+    ``duration``: start no new message after that many seconds. ``stats``: fill this
+    one (another thread may read its counters while the link runs).
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    stats = LinkStats()
+    stats = stats if stats is not None else LinkStats()
     clock = time.perf_counter
     try:
         await start.wait()
         stats.started = clock()
         for msg in messages:
+            if duration is not None and clock() - stats.started >= duration:
+                break
             for _ in range(200):  # busy (NAK to ENQ): wait and bid again, as E1381 says
                 t0 = clock()
                 writer.write(ENQ)
                 answer = await _reply(reader)
-                stats.enq.append(clock() - t0)
+                stats.note("enq", t0, clock() - t0)
                 if answer == ACK:
                     break
                 stats.busy += 1
@@ -91,9 +115,10 @@ async def send_messages(port: int, messages: Sequence[Message], start: asyncio.E
                     stats.naks += 1
                 else:
                     raise LinkFailed(f"frame refused {MAX_TRIES} times on port {port}")
-                (stats.finals if k == last else stats.frames).append(dt)
+                stats.note("finals" if k == last else "frames", t0, dt)
             writer.write(EOT)
-            stats.eot_at[msg.sample] = clock()
+            if stats.keep:
+                stats.eot_at[msg.sample] = clock()
             stats.messages += 1
             stats.results += msg.results
             if gap:
@@ -106,12 +131,18 @@ async def send_messages(port: int, messages: Sequence[Message], start: asyncio.E
     return stats
 
 
-async def run_links(ports: Sequence[int], plan: Sequence[Sequence[Message]], *,
-                    gap: float = 0.0) -> list[LinkStats]:
-    """All links connect first, then start together; one ``LinkStats`` per link."""
+async def run_links(ports: Sequence[int], plan: Sequence[Iterable[Message]], *,
+                    gap: float = 0.0, duration: float | None = None,
+                    stats: Sequence[LinkStats] | None = None) -> list[LinkStats]:
+    """All links connect first, then start together; one ``LinkStats`` per link.
+
+    ``duration`` and ``stats`` as for :func:`send_messages` (``stats``: one per link).
+    """
     start = asyncio.Event()
-    tasks = [asyncio.ensure_future(send_messages(port, msgs, start, gap=gap))
-             for port, msgs in zip(ports, plan, strict=True)]
+    each = stats if stats is not None else [LinkStats() for _ in ports]
+    tasks = [asyncio.ensure_future(send_messages(port, msgs, start, gap=gap,
+                                                 duration=duration, stats=st))
+             for port, msgs, st in zip(ports, plan, each, strict=True)]
     await asyncio.sleep(0.3)  # every connection is accepted before the clock starts
     for task in tasks:
         if task.done():

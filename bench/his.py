@@ -1,5 +1,7 @@
 """The HIS played by the bench: an asyncio MLLP server that answers every ORU^R01 with AA.
 
+Or, with ``silent`` set, a stalled HIS: it accepts and reads, and answers nothing.
+
 For each message it notes MSH-10 (the control ID), OBR-3 (the filler order
 number, which the gateway fills with the sample's accession) and OBX-3 (the
 test), and the ``time.perf_counter`` at which its ACK was written, so the
@@ -32,11 +34,15 @@ class His:
     deliveries: list[Delivery] = field(default_factory=list)
     malformed: int = 0
     port: int = 0
+    #: True: a stalled HIS; it keeps accepting and reading but answers nothing
+    silent: bool = False
+    unanswered: int = 0  # messages read while silent
     _server: asyncio.AbstractServer | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> int:
+        """Listen on ``port`` (0: any free one); the port."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -70,6 +76,9 @@ class His:
                     self.malformed += 1
                     continue
                 control_id, sample, test = fields
+                if self.silent:
+                    self.unanswered += 1
+                    continue
                 writer.write(VT + _ack(control_id) + FS + CR)
                 self.deliveries.append(Delivery(control_id, sample, test, time.perf_counter()))
                 self._arrived.set()

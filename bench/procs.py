@@ -25,6 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 STARTUP_TIMEOUT = 60.0
+#: Where the gateway under test is imported from (``--source``; None: this checkout).
+#: Lets a run measure a clean export of a commit while the working tree is being edited.
+SOURCE: Path | None = None
+
+
+def gateway_env() -> tuple[Path, dict[str, str] | None]:
+    """The working directory and environment of a ``python -m lis_gateway`` child."""
+    if SOURCE is None:
+        return ROOT, None
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE), env.get("PYTHONPATH")]))
+    return SOURCE, env
 
 
 class BenchError(RuntimeError):
@@ -158,8 +170,11 @@ class Gateway:
     """
 
     def __init__(self, setup: GatewaySetup, directory: Path, mapping_csv: str,
-                 rules_toml: str) -> None:
+                 rules_toml: str, *, check: bool = True) -> None:
         self.setup = setup
+        # ``check-config`` first (False: the same setup was checked already; it loads the
+        # mapping table once per analyzer, ~55 ms each, 14 s for 256 analyzers)
+        self.check = check
         self.directory = directory
         (directory / "mappings").mkdir(parents=True, exist_ok=True)
         (directory / "mappings" / "generic-astm.csv").write_text(mapping_csv, "utf-8")
@@ -173,10 +188,11 @@ class Gateway:
 
     def start(self) -> None:
         """Start it and wait until every analyzer listens (or its device is open)."""
+        cwd, env = gateway_env()
         check = subprocess.run([sys.executable, "-m", "lis_gateway", "check-config",
                                 str(self.config)], capture_output=True, text=True,
-                               cwd=ROOT, check=False)
-        if check.returncode != 0:
+                               cwd=cwd, env=env, check=False) if self.check else None
+        if check is not None and check.returncode != 0:
             raise BenchError("the generated configuration is refused:\n" + check.stdout
                              + check.stderr)
         out = self.log.open("ab")
@@ -184,7 +200,7 @@ class Gateway:
         started = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lis_gateway", "run", "--config", str(self.config)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         out.close()
         want = {a.name for a in self.setup.analyzers}
         ready: set[str] = set()

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -135,13 +135,22 @@ class Runner:
     def __init__(self, server_pid: int, extra_pids: Callable[[], float] | None = None) -> None:
         self.server_pid = server_pid
         self.extra_cpu = extra_pids
+        self.last_stats: list[analyzers.LinkStats] = []  # the links of the last run
 
-    def run(self, ports: Sequence[int], plan: Sequence[Sequence[workload.Message]], *,
+    def run(self, ports: Sequence[int], plan: Sequence[Iterable[workload.Message]], *,
             gap: float = 0.0) -> dict[str, Any]:
+        """Run ``plan`` (one message iterable per port) in a new event loop."""
+        return asyncio.run(self.arun(ports, plan, gap=gap))
+
+    async def arun(self, ports: Sequence[int], plan: Sequence[Iterable[workload.Message]], *,
+                   gap: float = 0.0, duration: float | None = None,
+                   stats: Sequence[analyzers.LinkStats] | None = None) -> dict[str, Any]:
+        """:meth:`run` in the running loop; ``duration`` and ``stats`` as in analyzers."""
         load_before = procs.loadavg()
         cpu0, client0 = procs.cpu_seconds(self.server_pid), client_cpu()
         extra0 = self.extra_cpu() if self.extra_cpu else 0.0
-        stats = asyncio.run(analyzers.run_links(ports, plan, gap=gap))
+        stats = await analyzers.run_links(ports, plan, gap=gap, duration=duration, stats=stats)
+        self.last_stats = stats
         cpu1, client1 = procs.cpu_seconds(self.server_pid), client_cpu()
         extra1 = self.extra_cpu() if self.extra_cpu else 0.0
         started = min(s.started for s in stats)
@@ -161,6 +170,9 @@ class Runner:
             "frame_ack": latency(frames), "final_frame_ack": latency(finals),
             "enq_ack": latency(enq), "naks": sum(s.naks for s in stats),
             "busy": sum(s.busy for s in stats),
+            "max_ms": {"frame": max(s.max_frame for s in stats) * 1e3,
+                       "final_frame": max(s.max_final for s in stats) * 1e3,
+                       "enq": max(s.max_enq for s in stats) * 1e3},
             "loadavg_before": load_before, "loadavg_after": procs.loadavg(),
             "eot_at": {k: v for s in stats for k, v in s.eot_at.items()},
         }
@@ -195,6 +207,7 @@ class Bench:
         self.reps = 3
         self.out: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}  # wall time of each scenario
         # messages per link for 1, 10 and 100 analyzers sending at once (sized for the
         # ~20 messages/s the store takes today, so that the whole run stays short)
         self.per_link = {1: 20, 10: 4, 100: 1} if quick else {1: 40, 10: 8, 100: 2}
@@ -205,12 +218,13 @@ class Bench:
         try:
             self.out[name] = fn()
         except (BenchError, analyzers.LinkFailed, OSError) as exc:
-            self.errors[name] = str(exc)
+            self.errors[name] = str(exc) or type(exc).__name__
             print(f"   NOT MEASURED: {exc}", flush=True)
         except Exception as exc:  # a defect in the bench or the gateway: keep the trace
             self.errors[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
             print(f"   FAILED: {self.errors[name]}", flush=True)
-        print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+        self.seconds[name] = round(time.perf_counter() - t0, 1)
+        print(f"   ({self.seconds[name]:.0f} s)", flush=True)
 
     def directory(self, name: str) -> Path:
         path = self.work / name
@@ -474,7 +488,8 @@ class Bench:
         for rep in range(3):
             db = directory / f"lis-{rep}.db"
             gateway = Gateway(GatewaySetup(f"sqlite:///{db}", [Analyzer(n) for n in names]),
-                              directory, workload.mapping_csv(), workload.RULES_TOML)
+                              directory, workload.mapping_csv(), workload.RULES_TOML,
+                              check=rep == 0)
             first: list[Any] = []
             more: list[Any] = []
             try:
@@ -517,29 +532,41 @@ class Bench:
                 "per_link_kib_idle": spread([r["per_link_kib_idle"] for r in reps])}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+Plan = list[tuple[str, Callable[[], dict[str, Any]]]]
+
+
+def run_suite(argv: list[str] | None, *, description: str, default_out: Path, script: str,
+              make_bench: Callable[[argparse.Namespace, Path], Bench],
+              make_plan: Callable[[Any], Plan],
+              add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+    """Parse the common options, run the scenarios of ``make_plan(bench)``, write the JSON.
+
+    Used by this file and by ``bench/targets.py`` (issue 9's stall, outage, logging,
+    256-link and soak cases), so both write the same record around their scenarios.
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="fewer messages and repetitions")
     parser.add_argument("--only", default="", help="comma-separated scenarios to run")
     parser.add_argument("--no-peers", action="store_true", help="skip the peer receivers")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy record the gateway during one 10-link SQLite run")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument("--out", type=Path, default=default_out, help="JSON results file")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="run the gateway from this tree (e.g. `git worktree add` or "
+                             "`git archive` of a commit) instead of this checkout")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.source is not None:
+        procs.SOURCE = args.source.resolve()
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="lis-bench-"))
-    bench = Bench(args.quick, work, args.profile)
+    bench = make_bench(args, work)
     only = set(filter(None, args.only.split(",")))
-    plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("ingest-sqlite", lambda: bench.ingest("sqlite")),
-        ("ingest-postgresql", lambda: bench.ingest("postgresql")),
-        ("peer-pyastm", lambda: bench.peer_ingest("pyastm")),
-        ("peer-labmcp", lambda: bench.peer_ingest("labmcp")),
-        ("delivery", bench.delivery),
-        ("serial", bench.serial),
-        ("memory", bench.memory),
-    ]
+    plan = make_plan(bench)
+    unknown = only - {name for name, _fn in plan}
+    if unknown:
+        parser.error(f"no such scenario: {', '.join(sorted(unknown))} "
+                     f"(there are: {', '.join(name for name, _fn in plan)})")
     load_before = procs.loadavg()
     for name, fn in plan:
         if only and name not in only:
@@ -556,20 +583,43 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "schema": 1,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python bench/system.py", *(argv or sys.argv[1:])]),
+        "command": " ".join([f".venv/bin/python bench/{script}", *(argv or sys.argv[1:])]),
         "git": git_state(),
+        "gateway_source": str(procs.SOURCE) if procs.SOURCE else "this checkout",
         "machine": {**machine_info(), "cpu_scale_sum_range_1e6_ms": round(cpu_scale_ms(), 2),
                     "loadavg_before": load_before, "loadavg_after": procs.loadavg()},
         "quick": args.quick, "reps": bench.reps,
         "scenarios": bench.out, "not_measured": bench.errors,
-        "wall_seconds": round(wall, 1),
+        "seconds": bench.seconds, "wall_seconds": round(wall, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"\nwall time {wall:.0f} s; written {args.out}")
     for name, why in bench.errors.items():
-        print(f"not measured: {name}: {why.splitlines()[0]}")
+        print(f"not measured: {name}: {(why.splitlines() or [''])[0]}")
     return 0
+
+
+def system_plan(bench: Bench) -> Plan:
+    return [
+        ("ingest-sqlite", lambda: bench.ingest("sqlite")),
+        ("ingest-postgresql", lambda: bench.ingest("postgresql")),
+        ("peer-pyastm", lambda: bench.peer_ingest("pyastm")),
+        ("peer-labmcp", lambda: bench.peer_ingest("labmcp")),
+        ("delivery", bench.delivery),
+        ("serial", bench.serial),
+        ("memory", bench.memory),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_suite(
+        argv, description=__doc__.split("\n\n")[0], default_out=RESULTS, script="system.py",
+        make_bench=lambda args, work: Bench(args.quick, work, args.profile),
+        make_plan=system_plan,
+        add_arguments=lambda parser: parser.add_argument(
+            "--profile", action="store_true",
+            help="py-spy record the gateway during one 10-link SQLite run"))
 
 
 if __name__ == "__main__":
