@@ -74,7 +74,7 @@ from lis_gateway.astm.host_query import (
     build_reply,
     host_queries,
 )
-from lis_gateway.astm.link import LinkConfig, LinkConnection
+from lis_gateway.astm.link import LinkConfig, LinkConnection, LinkState
 from lis_gateway.hl7.queries import OrderedSample, Priority
 from lis_gateway.wire import Recorder
 
@@ -295,6 +295,11 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
     def _deadline(self) -> float | None:
         return self.link.get_timer()
 
+    def _at_rest(self) -> bool:
+        # Neutral link, nothing to send, no ACK waiting for the sink.
+        return (self.link.state is LinkState.NEUTRAL and self.link.queued == 0
+                and self._hold is None)
+
     def _fire_timers(self, now: float) -> None:
         self.link.handle_timer(now)
         self._turn()
@@ -509,6 +514,9 @@ class BareRecordProtocol(_RecordedLinkProtocol):
             self._finish(self._assembler.end_transfer(aborted=too_long(self.max_message)))
             self._pending_text = 0
             self.transport.loseConnection()
+
+    def _at_rest(self) -> bool:
+        return not self._buffer and self._pending_text == 0  # between messages
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """The sender is done: deliver what is complete, keep the rest as incomplete."""

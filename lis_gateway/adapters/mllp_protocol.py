@@ -198,6 +198,10 @@ class MllpAnalyzerProtocol(MllpConnection):
         self._draining = False
         self._paused = False
 
+    def _at_rest(self) -> bool:
+        # Between blocks, nothing queued for the sink, no answer still to send.
+        return not self._framer.in_block and not self._queue and not self._busy
+
     def _route(self, events: Iterable[MllpEvent]) -> None:
         for event in events:
             if isinstance(event, BlockReceived):

@@ -10,6 +10,10 @@
   turn (aioquic's ``transmit``/``_handle_timer``): subclasses say what the
   deadline is (:meth:`_deadline`) and what firing means (:meth:`_fire_timers`).
 * Time always comes from the injected clock; logs carry no patient data.
+* :meth:`RecordedProtocol.idle_since` tells a listening link's factory
+  (:class:`lis_gateway.adapters.tcp.Evictable`) whether the connection is at
+  rest and since when it carried no byte; subclasses say what "at rest" means
+  (:meth:`_at_rest`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class RecordedProtocol(Protocol):
         self._closed = False
         self._timer: IDelayedCall | None = None
         self._timer_at: float | None = None
+        self._last_activity = 0.0  # when a byte last went either way (or the connection came)
 
     @property
     def is_connected(self) -> bool:
@@ -51,6 +56,7 @@ class RecordedProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Note the new connection in the recording and the log."""
+        self._last_activity = self._clock.seconds()
         if self._recorder is not None:
             self._recorder.note("connected", self._clock.seconds())
         self._log.info("link-connected", protocol=self._kind)
@@ -72,6 +78,7 @@ class RecordedProtocol(Protocol):
     def _record_received(self, data: bytes) -> float:
         """Record received bytes; return the time they arrived."""
         now = self._clock.seconds()
+        self._last_activity = now
         if self._recorder is not None:
             self._recorder.record("rx", data, now)
         return now
@@ -82,10 +89,25 @@ class RecordedProtocol(Protocol):
             return True
         if self.transport is None or self._closed:
             return False
+        self._last_activity = self._clock.seconds()
         if self._recorder is not None:
-            self._recorder.record("tx", data, self._clock.seconds())
+            self._recorder.record("tx", data, self._last_activity)
         self.transport.write(data)
         return True
+
+    def idle_since(self) -> float | None:
+        """When a byte last crossed this connection, if it is at rest now; else ``None``.
+
+        A connection at rest may be closed to make room for a new one without
+        cutting anything short (see :class:`lis_gateway.adapters.tcp.Evictable`).
+        """
+        if not self.is_connected or not self._at_rest():
+            return None
+        return self._last_activity
+
+    def _at_rest(self) -> bool:
+        """No message in the middle of its transfer, nothing waiting (default: never)."""
+        return False
 
     # -------------------------------------------------------------- the timer
 

@@ -8,9 +8,21 @@
 
 A listening link accepts at most :data:`MAX_CONNECTIONS` connections at once
 (an analyzer normally holds one; a few more cover one that reconnects before
-its old connection is seen to be gone). Beyond that a new connection is
-closed at once and logged (``tcp-connection-refused``), so a misbehaving or
-hostile peer cannot exhaust the process's file descriptors or memory.
+its old connection is seen to be gone), so a misbehaving or hostile peer
+cannot exhaust the process's file descriptors or memory. Idle connections
+must not lock the analyzer out, yet an analyzer may rightly keep its one
+connection silent for hours, so nothing is timed out for silence alone:
+
+* TCP keepalive is on for every accepted and outgoing connection
+  (:mod:`lis_gateway.adapters.keepalive`): the kernel reports a half-open
+  peer (cable pulled, no FIN) lost within about two minutes.
+* When a new connection arrives at the limit, the connection idle longest
+  *at rest* (its protocol says so through :class:`Evictable`: no message in
+  the middle of its transfer, nothing waiting for the sink) is closed and
+  logged (``tcp-connection-evicted``), and the new one is served. Only when
+  every connection is busy is the new one closed at once
+  (``tcp-connection-refused``). Nothing is lost by an eviction: a connection
+  at rest holds no unacknowledged text.
 
 Neither knows about drivers or ASTM: the composition root (``service.py``)
 decides which protocol a link speaks.
@@ -20,7 +32,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, runtime_checkable
+from typing import Protocol as TypingProtocol
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -38,6 +51,8 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
+from .keepalive import KeepAliveEndpoint, enable_keepalive
+
 #: Builds the protocol of one connection, given a session id for the logs.
 ProtocolBuilder = Callable[[str], Protocol]
 
@@ -53,22 +68,53 @@ def default_retry_policy() -> RetryPolicy:
     return backoffPolicy(initialDelay=1.0, maxDelay=60.0, factor=1.5)
 
 
+@runtime_checkable
+class Evictable(TypingProtocol):
+    """A link protocol that can say whether closing it now would cut anything short."""
+
+    def idle_since(self) -> float | None:
+        """When the connection last carried a byte, if it is at rest now; else ``None``.
+
+        At rest: no message in the middle of its transfer and nothing waiting for
+        the sink or for the peer, so closing the connection loses nothing.
+        """
+
+
 class _Counted(Protocol):
     """Hands the real transport to the link protocol and tells the factory when it closes.
 
     The link protocol sees the real transport (producers, peer address), so
     nothing changes for it; only ``dataReceived`` and ``connectionLost`` pass
-    through here.
+    through here. Keepalive is switched on when the connection is made.
     """
 
-    def __init__(self, inner: Protocol, on_lost: Callable[[], None]) -> None:
+    def __init__(self, inner: Protocol, on_lost: Callable[[_Counted], None],
+                 session: str, peer: str) -> None:
         self.inner = inner
         self._on_lost = on_lost
+        self.session = session
+        self.peer = peer
 
     def makeConnection(self, transport: ITransport) -> None:
-        """Connect the link protocol to the transport."""
+        """Switch keepalive on, connect the link protocol to the transport."""
+        enable_keepalive(transport)
         super().makeConnection(transport)
         self.inner.makeConnection(transport)
+
+    def idle_since(self) -> float | None:
+        """The link protocol's answer (``None``, busy, if it cannot tell)."""
+        if self.transport is None or not isinstance(self.inner, Evictable):
+            return None
+        return self.inner.idle_since()
+
+    def evict(self) -> None:
+        """Close the connection now (its place is already given to another)."""
+        transport = self.transport
+        abort = getattr(transport, "abortConnection", None)
+        if abort is not None:
+            abort()  # no graceful close: a half-open peer would never finish one
+        elif transport is not None:
+            transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         """Hand received bytes to the link protocol."""
@@ -79,7 +125,7 @@ class _Counted(Protocol):
         try:
             self.inner.connectionLost(reason)
         finally:
-            self._on_lost()
+            self._on_lost(self)
 
 
 class LinkFactory(Factory[Protocol]):
@@ -99,8 +145,7 @@ class LinkFactory(Factory[Protocol]):
         self._log: FilteringBoundLogger = (
             log if log is not None else structlog.get_logger("lis_gateway.tcp"))
         self.max_connections = max_connections
-        #: connections open now (counted only with a limit)
-        self.open_connections = 0
+        self._open: dict[_Counted, None] = {}  # open connections, oldest first
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         """Build the protocol for a new connection from or to ``addr``.
@@ -113,17 +158,39 @@ class LinkFactory(Factory[Protocol]):
             session = str(next(self._sessions))
             self._log.info("tcp-connection", session=session, peer=peer)
             return self._build(session)
-        if self.open_connections >= self.max_connections:
+        if len(self._open) >= self.max_connections and not self._evict_one(peer):
             self._log.warning("tcp-connection-refused", peer=peer,
-                              reason="too many connections", limit=self.max_connections)
+                              reason="too many connections, none at rest",
+                              limit=self.max_connections)
             return None
         session = str(next(self._sessions))
         self._log.info("tcp-connection", session=session, peer=peer)
-        self.open_connections += 1
-        return _Counted(self._build(session), self._closed)
+        counted = _Counted(self._build(session), self._closed, session, peer)
+        self._open[counted] = None
+        return counted
 
-    def _closed(self) -> None:
-        self.open_connections -= 1
+    @property
+    def open_connections(self) -> int:
+        """Connections open now (counted only with a limit; an evicted one no longer counts)."""
+        return len(self._open)
+
+    def _evict_one(self, newcomer: str) -> bool:
+        """Close the connection at rest that has been idle longest; ``False`` if none is."""
+        idle = [(since, i, c) for i, c in enumerate(self._open)
+                if (since := c.idle_since()) is not None]
+        if not idle:
+            return False
+        since, _, victim = min(idle)
+        del self._open[victim]
+        self._log.warning("tcp-connection-evicted", session=victim.session, peer=victim.peer,
+                          last_activity=round(since, 3), newcomer=newcomer,
+                          reason="connection limit reached; this one was idle longest",
+                          limit=self.max_connections)
+        victim.evict()
+        return True
+
+    def _closed(self, counted: _Counted) -> None:
+        self._open.pop(counted, None)
 
 
 class LinkServerService(Service):
@@ -206,7 +273,8 @@ def make_client_service(endpoint: IStreamClientEndpoint, build: ProtocolBuilder,
 
     Returns:
         A ``ClientService`` that reconnects with back-off whenever the
-        connection fails or is lost.
+        connection fails or is lost; each connection has TCP keepalive on.
     """
-    return ClientService(endpoint, LinkFactory(build, log, max_connections=None),
+    return ClientService(KeepAliveEndpoint(endpoint),
+                         LinkFactory(build, log, max_connections=None),
                          retryPolicy=retry_policy or default_retry_policy(), clock=clock)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from structlog.testing import capture_logs
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Clock
@@ -197,6 +198,48 @@ def test_link_factory_refuses_connections_beyond_its_limit_until_one_closes() ->
     assert factory.open_connections == 2
 
 
+class Resting(Counting):
+    """A link protocol stand-in at rest since ``since`` (None: in the middle of a message)."""
+
+    def __init__(self, since: float | None) -> None:
+        super().__init__()
+        self.since = since
+
+    def idle_since(self) -> float | None:
+        return self.since
+
+
+def test_at_the_limit_the_connection_idle_longest_at_rest_is_evicted() -> None:
+    """A newcomer at the limit closes the connection at rest that has been idle longest
+    (busy ones are never chosen, however old), logs it, and is served; with every
+    connection busy the newcomer is refused."""
+    stand_ins = [Resting(None), Resting(50.0), Resting(20.0), Resting(None)]
+    pending = [*stand_ins, Resting(None), Resting(None)]
+    factory = LinkFactory(lambda _s: pending.pop(0), max_connections=4)
+    transports, wrappers = [], []
+    for _ in range(4):
+        counted = factory.buildProtocol(PEER)
+        assert counted is not None
+        wrappers.append(counted)
+        transports.append(StringTransport())
+        counted.makeConnection(transports[-1])
+    with capture_logs() as logs:
+        newcomer = factory.buildProtocol(IPv4Address("TCP", "127.0.0.2", 40001))
+    assert newcomer is not None
+    assert [t.disconnecting for t in transports] == [False, False, True, False]
+    assert factory.open_connections == 4
+    [evicted] = [e for e in logs if e["event"] == "tcp-connection-evicted"]
+    assert (evicted["session"], evicted["peer"], evicted["newcomer"]) == (
+        "3", "127.0.0.1:40000", "127.0.0.2:40001")
+    wrappers[2].connectionLost(Failure(ConnectionError("aborted")))  # the close arrives
+    assert stand_ins[2].lost and factory.open_connections == 4  # its place was already given
+    stand_ins[1].since = None  # now every open connection is in the middle of a message
+    newcomer.makeConnection(StringTransport())
+    with capture_logs() as logs:
+        assert factory.buildProtocol(PEER) is None
+    assert [e["event"] for e in logs] == ["tcp-connection-refused"]
+
+
 def test_outgoing_link_factory_has_no_limit() -> None:
     """A client link's factory (one connection at a time anyway) builds the protocol itself."""
     factory = LinkFactory(lambda _s: Counting(), max_connections=None)
@@ -233,44 +276,78 @@ listen = "127.0.0.1:0"
     assert gw.stop() == 0, (tmp_path / "gateway.log").read_text("utf-8")
 
 
-def _served(sock: socket.socket) -> bool:
-    """Send ENQ: an ACK means the link serves this connection; a close means refused."""
+def _bid(sock: socket.socket) -> bool:
+    """Send ENQ: an ACK means the link serves this connection (which is then in the middle
+    of a transfer until EOT); a close means it was refused."""
     try:
         sock.sendall(C.ENQ)
         sock.settimeout(10)
         reply = sock.recv(16)
     except (ConnectionResetError, BrokenPipeError):
         return False
-    if reply == C.ACK:
-        sock.sendall(C.EOT)
+    assert reply in (C.ACK, b""), reply
+    return reply == C.ACK
+
+
+def _closed_by_gateway(sock: socket.socket) -> bool:
+    """Whether the gateway has closed this connection (waits for the close, bounded)."""
+    sock.settimeout(10)
+    try:
+        return sock.recv(16) == b""
+    except ConnectionResetError:
         return True
-    assert reply == b"", reply
-    return False
 
 
 @pytest.mark.integration
-def test_gateway_serves_at_most_the_limit_of_connections_per_link(
+def test_gateway_evicts_the_longest_idle_connection_for_a_newcomer(
         gateway: tuple[Gateway, Path, str]) -> None:
-    """The 17th simultaneous connection to a link is closed at once; when one of the 16
-    goes, a new one is served again; other links are not affected."""
+    """Sixteen silent connections (a hostile peer, or half-open ones) fill a link; the
+    analyzer's connection is still served: the one idle longest is closed for it, logged
+    with its peer, and the others stay open."""
+    gw, log, _url = gateway
+    port = gw.port("chem1")
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=10)
+              for _ in range(MAX_CONNECTIONS)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as analyzer:
+            line = SocketLine(analyzer)
+            ok = chemistry_message(1, WHEN)
+            assert send_messages(line, [ok], timeout=30).acked == [ok]
+        assert _closed_by_gateway(silent[0])
+        silent[1].settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            silent[1].recv(16)  # still open: nothing to read, no close
+    finally:
+        for s in silent:
+            s.close()
+    assert '"tcp-connection-evicted"' in log.read_text("utf-8")
+
+
+@pytest.mark.integration
+def test_gateway_refuses_a_newcomer_only_when_every_connection_is_busy(
+        gateway: tuple[Gateway, Path, str]) -> None:
+    """With sixteen connections each in the middle of a transfer the 17th is closed at
+    once; when one of them ends its transfer (EOT) it is at rest, and the next newcomer
+    is served in its place; other links are not affected."""
     gw, log, _url = gateway
     port = gw.port("chem1")
     socks = [socket.create_connection(("127.0.0.1", port), timeout=10)
              for _ in range(MAX_CONNECTIONS)]
     try:
-        assert all(_served(s) for s in socks)
-        extra = socket.create_connection(("127.0.0.1", port), timeout=10)
-        with extra:
-            assert not _served(extra)
-        socks.pop().close()
+        assert all(_bid(s) for s in socks)  # each now holds a transfer open (no EOT)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            assert not _bid(extra)
+        socks[5].sendall(C.EOT)  # this one's transfer is over: at rest
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # until the gateway has seen the close
+        while time.monotonic() < deadline:  # until the gateway has read the EOT
             with socket.create_connection(("127.0.0.1", port), timeout=10) as again:
-                if _served(again):
+                if _bid(again):
+                    again.sendall(C.EOT)
                     break
             time.sleep(0.1)  # polling the gateway, not asserting on speed
         else:
-            raise AssertionError("no connection served after one of them closed")
+            raise AssertionError("no newcomer served after one connection came to rest")
+        assert _closed_by_gateway(socks[5])
         with socket.create_connection(("127.0.0.1", gw.port("hl7an")), timeout=10) as hl7:
             hl7.sendall(b"\x0bMSH|^~\\&|AN|LAB|LIS||20240506070809||ORU^R01|X1|P|2.5.1\r"
                         b"\x1c\r")
@@ -278,7 +355,9 @@ def test_gateway_serves_at_most_the_limit_of_connections_per_link(
     finally:
         for s in socks:
             s.close()
-    assert "too many connections" in log.read_text("utf-8")
+    text = log.read_text("utf-8")
+    assert "too many connections, none at rest" in text
+    assert '"tcp-connection-evicted"' in text
 
 
 def _incomplete_reasons(url: str) -> list[str]:
