@@ -269,9 +269,12 @@ def result_status(conn: Connection, result_id: int) -> ResultStatus:
     return ResultStatus(state, reasons, version_id)
 
 
+_OTHER_VERSION = s.result_versions.alias("newest")
+
+
 def _newest_version(result_id: Any) -> Any:
     """A correlated subquery: the highest version number of the result ``result_id`` names."""
-    other = s.result_versions.alias("newest")
+    other = _OTHER_VERSION
     return (select(func.max(other.c.version)).where(other.c.result_id == result_id)
             .correlate_except(other).scalar_subquery())
 

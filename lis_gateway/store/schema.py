@@ -187,6 +187,7 @@ results = Table(
     Column("qc", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("analyzer_id", "fingerprint"),
     Index("ix_results_sample_test", "sample_id", "test_code"),
+    Index("ix_results_analyzer_qc", "analyzer_id", "qc", "message_id"),  #: latest QC run
 )
 
 message_results = Table(
