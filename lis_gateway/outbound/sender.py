@@ -9,6 +9,10 @@ outbox).
 
 :class:`HisClient` keeps the connection up with ``ClientService`` (back-off
 on an injected clock) and queues messages for :class:`HisSenderProtocol`.
+A message next in line has ``ack_timeout`` seconds for its answer, the wait
+for a connection included: one that finds no connection in that time is
+reported NOT_SENT, one written and not answered TIMEOUT, so a sender never
+waits without a deadline while the HIS is unreachable.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from structlog.typing import FilteringBoundLogger
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IReactorTime,
     IStreamClientEndpoint,
 )
@@ -226,6 +231,12 @@ class _Queued:
     control_id: str
     result: Deferred[DeliveryReport]
     sending: Deferred[DeliveryReport] | None = None
+    deadline: IDelayedCall | None = None  #: armed once the message is next in line
+
+    def disarm(self) -> None:
+        if self.deadline is not None and self.deadline.active():
+            self.deadline.cancel()
+        self.deadline = None
 
 
 class HisClient(Service):
@@ -238,7 +249,8 @@ class HisClient(Service):
     Args:
         endpoint: where the HIS listens.
         clock: schedules reconnections and ACK timeouts.
-        ack_timeout: seconds the HIS has to acknowledge each message.
+        ack_timeout: seconds each message has, from when it is next in line, to be
+            acknowledged (the wait for a connection included).
         default_encoding: for ACKs without MSH-18.
         retry_policy: reconnect delays; the analyzer-link default when None.
         recorders: gives each connection (by session id) its wire recorder.
@@ -303,20 +315,54 @@ class HisClient(Service):
         super().stopService()
         self._stopped = True
         stopped = self.client.stopService()
+        if self._current is not None:  # its connection closes: it is reported lost
+            self._current.disarm()
         queued, self._queue = self._queue, deque()
         for item in queued:
+            item.disarm()
             item.result.callback(DeliveryReport(item.control_id, DeliveryStatus.NOT_SENT))
         return stopped
 
     def _cancel(self, d: Deferred[DeliveryReport]) -> None:
         current = self._current
         if current is not None and current.result is d and current.sending is not None:
+            current.disarm()
             current.sending.cancel()
             return
+        for item in self._queue:
+            if item.result is d:
+                item.disarm()
         self._queue = deque(item for item in self._queue if item.result is not d)
 
+    def _arm(self, item: _Queued) -> None:
+        if item.deadline is None:
+            item.deadline = self._clock.callLater(self.ack_timeout, self._expired, item)
+
+    def _expired(self, item: _Queued) -> None:
+        item.deadline = None
+        if item is self._current:
+            self._log.warning("ack-timeout", timeout=self.ack_timeout,
+                              control_id_length=len(item.control_id))
+            if item.sending is not None:
+                item.sending.cancel()  # the protocol stops waiting; _abandoned pumps
+            if not item.result.called:
+                item.result.callback(DeliveryReport(item.control_id, DeliveryStatus.TIMEOUT))
+            return
+        if item not in self._queue:
+            return
+        self._queue.remove(item)
+        self._log.warning("message-not-sent", reason="not connected in time",
+                          timeout=self.ack_timeout)
+        item.result.callback(DeliveryReport(
+            item.control_id, DeliveryStatus.NOT_SENT,
+            detail=f"no connection to the HIS within {self.ack_timeout:g} s"))
+        self._pump()
+
     def _pump(self) -> None:
-        if self._waiting or self._current is not None or not self._queue or not self.running:
+        if self._current is not None or not self._queue or not self.running:
+            return
+        self._arm(self._queue[0])
+        if self._waiting:
             return
         self._waiting = True
         self.client.whenConnected().addCallbacks(self._connected, self._not_connected)
@@ -331,10 +377,12 @@ class HisClient(Service):
             self._clock.callLater(0, self._pump)
             return
         item = self._current = self._queue.popleft()
+        self._arm(item)
         try:
             item.sending = proto.send(item.message)
         except Hl7Error:  # cannot be framed: report it, never hang the queue
             self._current = None
+            item.disarm()
             self._log.error("message-not-sendable")
             item.result.callback(DeliveryReport(item.control_id, DeliveryStatus.NOT_SENT))
             self._pump()
@@ -348,12 +396,15 @@ class HisClient(Service):
 
     def _report(self, report: DeliveryReport, item: _Queued) -> None:
         self._current = None
+        item.disarm()
         if not item.result.called:
             item.result.callback(report)
         self._pump()
 
     def _abandoned(self, failure: Failure, item: _Queued) -> None:
-        failure.trap(CancelledError)  # the caller cancelled while we waited for the ACK
-        self._current = None
+        failure.trap(CancelledError)  # cancelled (or out of time) while waiting for the ACK
+        if self._current is item:
+            self._current = None
+        item.disarm()
         self._pump()
 
