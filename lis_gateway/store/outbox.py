@@ -12,11 +12,12 @@ and only recorded here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from lis_gateway.lifecycle import Action, ResultState
@@ -26,7 +27,8 @@ from lis_gateway.store._common import NotFoundError, StoreError, as_utc, require
 from lis_gateway.store.audit import append_audit
 from lis_gateway.store.orders import ORDERED
 from lis_gateway.store.patients import ANALYZER
-from lis_gateway.store.repository import ResultContent, result_versions
+from lis_gateway.store.repository import ResultContent, ResultVersion
+from lis_gateway.store.repository import _version as version_of_row
 
 #: Entry kinds: the version itself, or the order to delete it after a retraction.
 RESULT = "result"
@@ -160,16 +162,19 @@ def enqueue_released(conn: Connection, destination: str, at: datetime, *,
             .where(ev.c.to_state == state.value, r.c.qc.is_(False), ~queued,
                    ev.c.id > after_event_id)).all()]
     seen: set[tuple[int, str]] = set()
+    rows: list[dict[str, object]] = []
     for _event, kind, row in sorted(found, key=lambda f: f[0]):  # release before retraction
         if (row.id, kind) in seen:
             continue
         seen.add((row.id, kind))
-        conn.execute(insert(o).values(
-            result_version_id=row.id, destination=destination, sample_id=row.sample_id,
-            control_id=control_id_for(row.id, retraction=kind == RETRACTION), kind=kind,
-            state=EntryState.PENDING.value, attempts=0,
-            next_attempt_at=when, created_at=when, updated_at=when))
-    return len(seen)
+        rows.append({"result_version_id": row.id, "destination": destination,
+                     "sample_id": row.sample_id, "kind": kind,
+                     "control_id": control_id_for(row.id, retraction=kind == RETRACTION),
+                     "state": EntryState.PENDING.value, "attempts": 0,
+                     "next_attempt_at": when, "created_at": when, "updated_at": when})
+    if rows:  # one statement; the list's order is the ids' order
+        conn.execute(insert(o), rows)
+    return len(rows)
 
 
 def last_event_id(conn: Connection) -> int:
@@ -189,24 +194,35 @@ class Depth:
 def depth(conn: Connection, destination: str, now: datetime) -> Depth:
     """Undelivered entries of ``destination``: pending, dead, and the oldest one's age."""
     o = s.outbox
-    counts: dict[str, int] = {row[0]: int(row[1]) for row in conn.execute(
-        select(o.c.state, func.count()).where(
-            o.c.destination == destination, o.c.state != EntryState.DELIVERED.value)
-        .group_by(o.c.state)).all()}
-    oldest = conn.execute(select(func.min(o.c.created_at)).where(
-        o.c.destination == destination,
-        o.c.state != EntryState.DELIVERED.value)).scalar()
+    counts: dict[str, int] = {}
+    oldest: datetime | None = None
+    for state, count, first in conn.execute(
+            select(o.c.state, func.count(), func.min(o.c.created_at)).where(
+                o.c.destination == destination, o.c.state != EntryState.DELIVERED.value)
+            .group_by(o.c.state)).all():
+        counts[state] = int(count)
+        if first is not None and (oldest is None or as_utc(first) < oldest):
+            oldest = as_utc(first)
     age = 0.0 if oldest is None else max(
-        0.0, (require_aware(now, "now") - as_utc(oldest)).total_seconds())
+        0.0, (require_aware(now, "now") - oldest).total_seconds())
     return Depth(int(counts.get(EntryState.PENDING.value, 0)),
                  int(counts.get(EntryState.DEAD.value, 0)), age)
 
 
 def received_at(conn: Connection, result_id: int) -> datetime:
     """When the message carrying a result was first stored (end-to-end latency)."""
-    return as_utc(conn.execute(select(s.messages.c.received_at).join(
-        s.results, s.results.c.message_id == s.messages.c.id).where(
-        s.results.c.id == result_id)).scalar_one())
+    return received_at_many(conn, [result_id])[result_id]
+
+
+def received_at_many(conn: Connection, result_ids: Sequence[int]) -> dict[int, datetime]:
+    """:func:`received_at` of several results, in one statement (result id -> time)."""
+    if not result_ids:
+        return {}
+    r = s.results
+    return {row.id: as_utc(row.received_at) for row in conn.execute(
+        select(r.c.id, s.messages.c.received_at).join(s.messages, r.c.message_id ==
+                                                      s.messages.c.id)
+        .where(r.c.id.in_(sorted(set(result_ids))))).all()}
 
 
 def due(conn: Connection, destination: str, now: datetime, limit: int = 1) -> list[OutboxEntry]:
@@ -216,16 +232,34 @@ def due(conn: Connection, destination: str, now: datetime, limit: int = 1) -> li
     for that destination, so a sample's messages leave in order (a dead
     entry does not hold its sample back; it is listed for a person).
     """
+    return _due(conn, destination, now, limit, batch=False)
+
+
+def due_batch(conn: Connection, destination: str, now: datetime, limit: int
+              ) -> list[OutboxEntry]:
+    """Like :func:`due`, but a sample's due entries may follow one another in the list.
+
+    An entry waits while an older entry of its sample waits for a later
+    attempt (its back-off); otherwise the sample's entries are listed in
+    order. Whoever sends them must not send a sample's later entries when
+    an earlier one was not delivered (it is waiting again).
+    """
+    return _due(conn, destination, now, limit, batch=True)
+
+
+def _due(conn: Connection, destination: str, now: datetime, limit: int, *, batch: bool
+         ) -> list[OutboxEntry]:
     when = require_aware(now, "now")
     o = s.outbox
     older = aliased(o)
-    blocked = exists().where(and_(older.c.destination == o.c.destination,
-                                  older.c.sample_id == o.c.sample_id,
-                                  older.c.id < o.c.id,
-                                  older.c.state == EntryState.PENDING.value))
+    waits = [older.c.destination == o.c.destination, older.c.sample_id == o.c.sample_id,
+             older.c.id < o.c.id, older.c.state == EntryState.PENDING.value]
+    if batch:
+        waits.append(or_(older.c.next_attempt_at > when, older.c.next_attempt_at.is_(None)))
     rows = conn.execute(_entries_query().where(
         o.c.destination == destination, o.c.state == EntryState.PENDING.value,
-        o.c.next_attempt_at <= when, ~blocked).order_by(o.c.id).limit(limit)).all()
+        o.c.next_attempt_at <= when, ~exists().where(and_(*waits)))
+        .order_by(o.c.id).limit(limit)).all()
     return [_entry(row) for row in rows]
 
 
@@ -281,6 +315,59 @@ def record_attempt(conn: Connection, entry_id: int, status: DeliveryStatus, deci
     return get(conn, entry_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt's answer and decision, as :func:`record_attempt` takes them."""
+
+    entry_id: int
+    status: DeliveryStatus
+    decision: Decision
+    error: str
+    at: datetime
+    next_attempt_at: datetime | None
+
+
+def record_attempts(conn: Connection, attempts: Sequence[Attempt]) -> int:
+    """Record a batch of attempts: one statement for those delivered or retried.
+
+    A dead-lettered entry goes through :func:`record_attempt` (with its
+    audit record). An entry no longer pending (another sender recorded it)
+    is left as it is rather than failing the batch.
+
+    Returns:
+        How many entries were recorded.
+    """
+    for attempt in attempts:
+        require_aware(attempt.at, "at")
+        if (attempt.decision.state is EntryState.PENDING) != (
+                attempt.next_attempt_at is not None):
+            raise StoreError("a pending entry needs its next attempt time, and only it")
+    o = s.outbox
+    rows = [{"b_id": a.entry_id, "b_state": a.decision.state.value,
+             "b_status": a.status.value, "b_error": a.error, "b_at": a.at,
+             "b_next": a.next_attempt_at,
+             "b_delivered": a.at if a.decision.state is EntryState.DELIVERED else None}
+            for a in attempts if a.decision.state is not EntryState.DEAD]
+    recorded = 0
+    if rows:
+        done = conn.execute(update(o).where(
+            o.c.id == bindparam("b_id"), o.c.state == EntryState.PENDING.value).values(
+            state=bindparam("b_state"), attempts=o.c.attempts + 1,
+            last_status=bindparam("b_status"), last_error=bindparam("b_error"),
+            updated_at=bindparam("b_at"), next_attempt_at=bindparam("b_next"),
+            delivered_at=bindparam("b_delivered")), rows)
+        recorded = done.rowcount if done.rowcount >= 0 else len(rows)
+    for a in attempts:
+        if a.decision.state is EntryState.DEAD:
+            try:
+                record_attempt(conn, a.entry_id, a.status, a.decision, error=a.error,
+                               at=a.at, next_attempt_at=None)
+            except StoreError:  # no longer pending
+                continue
+            recorded += 1
+    return recorded
+
+
 def retry(conn: Connection, entry_id: int, *, actor: str, at: datetime,
           source: str = "") -> OutboxEntry:
     """Put a dead entry back in line, due now (audited).
@@ -333,53 +420,77 @@ def released_before(conn: Connection, result_id: int, version: int) -> bool:
         ev.c.to_state == ResultState.RELEASED.value).limit(1)).first() is not None
 
 
-def _placer(conn: Connection, sample_id: int, local_code: str) -> str:
-    """The placer order number of the active order of this test on the sample ("" if none)."""
-    o = s.orders
-    found = conn.execute(select(o.c.placer_order).where(
-        o.c.sample_id == sample_id, o.c.test_code == local_code, o.c.status == ORDERED)
-        .order_by(o.c.id.desc()).limit(1)).scalar_one_or_none()
-    return found or ""
-
-
 def payload(conn: Connection, entry_id: int) -> OutboundResult:
-    """Everything the message of one entry needs, read in one transaction.
-
-    The responsible person is the user who released the version, else the
-    last user who validated or approved it ("" when rules alone released it);
-    for a retraction, the doctor who retracted it.
+    """Everything the message of one entry needs (see :func:`payloads`).
 
     Raises:
         NotFoundError: no such entry.
     """
     entry = get(conn, entry_id)
-    [version] = [v for v in result_versions(conn, entry.result_id)
-                 if v.id == entry.result_version_id]
-    who = conn.execute(select(s.samples).where(s.samples.c.accession == entry.accession)).one()
-    ev, u = s.validation_events, s.users
-    people = conn.execute(
-        select(ev.c.action, u.c.username, u.c.display_name)
-        .join(u, u.c.id == ev.c.user_id)
-        .where(ev.c.result_version_id == entry.result_version_id,
-               ev.c.action.in_([a.value for a in (Action.VALIDATE, Action.APPROVE,
-                                                  Action.RELEASE)]
-                               + ([Action.RETRACT.value] if entry.kind == RETRACTION else [])))
-        .order_by(ev.c.id)).all()
-    username = display = ""
-    for row in people:
-        username, display = row.username, row.display_name
-    analyzer = conn.execute(
-        select(s.analyzers.c.name).join(s.results, s.results.c.analyzer_id == s.analyzers.c.id)
-        .where(s.results.c.id == entry.result_id)).scalar_one()
-    return OutboundResult(
-        control_id=entry.control_id, accession=entry.accession, analyzer=analyzer,
-        test_code=entry.test_code, content=version.content,
-        corrected=released_before(conn, entry.result_id, version.version),
-        hospital_id=who.hospital_id or "", national_id=who.national_id or "",
-        insurance_card=who.insurance_card or "", responsible=username,
-        responsible_name=display, family_name=who.family_name, middle_name=who.middle_name,
-        given_name=who.given_name, birth_date=who.birth_date, sex=who.sex,
-        placer_order=_placer(conn, who.id, version.content.code),
-        retracts=(control_id_for(entry.result_version_id) if entry.kind == RETRACTION
-                  else ""),
-        patient_analyzer=who.patient_analyzer if who.patient_source == ANALYZER else "")
+    return payloads(conn, [entry])[entry.id]
+
+
+_PEOPLE = tuple(a.value for a in (Action.VALIDATE, Action.APPROVE, Action.RELEASE,
+                                  Action.RETRACT))
+
+
+def payloads(conn: Connection, batch: Sequence[OutboxEntry]) -> dict[int, OutboundResult]:
+    """Everything the messages of several entries need (entry id -> it), in six statements.
+
+    The responsible person is the user who released the version, else the
+    last user who validated or approved it ("" when rules alone released it);
+    for a retraction, the doctor who retracted it.
+    """
+    if not batch:
+        return {}
+    version_ids = sorted({e.result_version_id for e in batch})
+    result_ids = sorted({e.result_id for e in batch})
+    v, ev, u, r = s.result_versions, s.validation_events, s.users, s.results
+    versions: dict[int, ResultVersion] = {row.id: version_of_row(row) for row in conn.execute(
+        select(v).where(v.c.id.in_(version_ids))).all()}
+    samples = {row.accession: row for row in conn.execute(select(s.samples).where(
+        s.samples.c.accession.in_(sorted({e.accession for e in batch})))).all()}
+    people: dict[int, list[Any]] = {}
+    for row in conn.execute(
+            select(ev.c.result_version_id, ev.c.action, u.c.username, u.c.display_name)
+            .join(u, u.c.id == ev.c.user_id)
+            .where(ev.c.result_version_id.in_(version_ids), ev.c.action.in_(_PEOPLE))
+            .order_by(ev.c.id)).all():
+        people.setdefault(row.result_version_id, []).append(row)
+    analyzers = {row.id: row.name for row in conn.execute(
+        select(r.c.id, s.analyzers.c.name).join(s.analyzers, r.c.analyzer_id ==
+                                                 s.analyzers.c.id)
+        .where(r.c.id.in_(result_ids))).all()}
+    first_released = {row.result_id: row.version for row in conn.execute(
+        select(v.c.result_id, func.min(v.c.version).label("version"))
+        .join(ev, ev.c.result_version_id == v.c.id)
+        .where(v.c.result_id.in_(result_ids), ev.c.to_state == ResultState.RELEASED.value)
+        .group_by(v.c.result_id)).all()}
+    o = s.orders
+    placers: dict[tuple[int, str], str] = {}
+    for order in conn.execute(select(o.c.sample_id, o.c.test_code, o.c.placer_order).where(
+            o.c.sample_id.in_(sorted({who.id for who in samples.values()})),
+            o.c.status == ORDERED).order_by(o.c.id.desc())).all():
+        placers.setdefault((order.sample_id, order.test_code), order.placer_order or "")
+    found = {}
+    for entry in batch:
+        version, who = versions[entry.result_version_id], samples[entry.accession]
+        username = display = ""
+        for person in people.get(entry.result_version_id, ()):
+            if person.action != Action.RETRACT.value or entry.kind == RETRACTION:
+                username, display = person.username, person.display_name
+        found[entry.id] = OutboundResult(
+            control_id=entry.control_id, accession=entry.accession,
+            analyzer=analyzers[entry.result_id], test_code=entry.test_code,
+            content=version.content,
+            corrected=first_released.get(entry.result_id, version.version) < version.version,
+            hospital_id=who.hospital_id or "", national_id=who.national_id or "",
+            insurance_card=who.insurance_card or "", responsible=username,
+            responsible_name=display, family_name=who.family_name,
+            middle_name=who.middle_name, given_name=who.given_name,
+            birth_date=who.birth_date, sex=who.sex,
+            placer_order=placers.get((who.id, version.content.code), ""),
+            retracts=(control_id_for(entry.result_version_id) if entry.kind == RETRACTION
+                      else ""),
+            patient_analyzer=who.patient_analyzer if who.patient_source == ANALYZER else "")
+    return found
