@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from lis_gateway import metrics
 from lis_gateway.hl7.datatypes import HierarchicDesignator, MessageRoute
 from lis_gateway.hl7.message import parse_message
 from lis_gateway.hl7.mllp import FS, VT
@@ -27,6 +29,7 @@ from lis_gateway.store import repository as repo
 from lis_gateway.store.pool import NonThreadPool
 
 from ..adapters.test_mllp_protocol import LoopbackEndpoint, his_ack
+from ..outbound.test_send_deadline import HangingEndpoint
 from .test_lifecycle_store import ingest, users
 from .test_outbox import ONE_STEP, release
 from .test_repository import RAW, T0, result
@@ -36,16 +39,31 @@ ROUTE = MessageRoute(sending_application=HierarchicDesignator("LIS_GATEWAY"),
 START = (T0 + timedelta(minutes=10)).timestamp()
 
 
+class CountingPool:
+    """NonThreadPool noting the name of each transaction's function."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._pool = NonThreadPool(engine)
+        self.runs: list[str] = []
+
+    def run(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.runs.append(fn.__name__)
+        return self._pool.run(fn, *args, **kwargs)
+
+
 class Rig:
     """A worker for destination ``his`` over a loopback endpoint, on a Clock."""
 
-    def __init__(self, engine: Engine, *, ack_timeout: float = 30.0) -> None:
-        self.engine, self.clock, self.endpoint = engine, Clock(), LoopbackEndpoint()
+    def __init__(self, engine: Engine, *, ack_timeout: float = 30.0,
+                 endpoint: Any = None, destination: str = "his") -> None:
+        self.engine, self.clock = engine, Clock()
+        self.endpoint = LoopbackEndpoint() if endpoint is None else endpoint
         self.clock.advance(START)
         self.client = HisClient(self.endpoint, self.clock, ack_timeout=ack_timeout,
                                 retry_policy=lambda attempt: 1.0)
         self.channel = MllpChannel(self.client, ROUTE, HierarchicDesignator("BV_TEST"))
-        self.worker = OutboxWorker("his", NonThreadPool(engine), self.channel, self.clock,
+        self.pool = CountingPool(engine)
+        self.worker = OutboxWorker(destination, self.pool, self.channel, self.clock,
                                    poll_interval=2.0, backoff=Backoff(jitter=0.0),
                                    rand=lambda: 0.0)
 
@@ -248,4 +266,185 @@ def test_a_restart_while_waiting_for_the_store_carries_on(engine: Engine) -> Non
     pool.release()
     first_again, second = rig.sent()
     assert first_again == first and b"|S2" in second
+    rig.worker.stopService()
+
+
+# ------------------------------------------------------------------ wake-up, batches, deadline
+
+
+def released_pair(engine: Engine, accession: str) -> None:
+    """Two released results (GLU, UREA) for ``accession``, with a hospital ID."""
+    ingest(engine, [result(sample=accession, test="GLU"), result(sample=accession, test="UREA")],
+           raw=RAW + accession.encode(), policy=ONE_STEP)
+    with engine.begin() as conn:
+        repo.ensure_sample(conn, accession, T0, repo.PatientIds("H42"))
+    release(engine, accession)
+
+
+def control_ids(rig: Rig) -> list[str]:
+    """The MSH-10 of each message written, in order."""
+    return [parse_message(m).control_id for m in rig.sent()]
+
+
+def by_test(rig: Rig) -> dict[tuple[str, str], outbox.OutboxEntry]:
+    """The entries by sample and test."""
+    return {(e.accession, e.test_code): e for e in rig.entries()}
+
+
+def test_wake_looks_at_once_instead_of_at_the_next_poll(engine: Engine) -> None:
+    """Idle between polls, woken three times: one look, and the message goes now."""
+    users(engine)
+    rig = Rig(engine)
+    rig.start()
+    released_sample(engine)
+    rig.clock.advance(0)
+    assert rig.sent() == []  # the next poll is 2 s away
+    for _ in range(3):
+        rig.worker.wake()
+    rig.clock.advance(0)
+    assert len(rig.sent()) == 1 and rig.pool.runs == ["_look", "_look"]
+    rig.answer(b"AA")
+    assert [e.state for e in rig.entries()] == [EntryState.DELIVERED]
+    rig.worker.stopService()
+    calls = len(rig.clock.getDelayedCalls())
+    rig.worker.wake()  # stopped: nothing to do
+    assert len(rig.clock.getDelayedCalls()) == calls
+
+
+def test_a_release_during_a_look_is_looked_for_right_after_it(engine: Engine) -> None:
+    """Woken while its look is with the database (which read before the release): the
+    worker looks again as soon as that look is done, not a poll later."""
+    users(engine)
+    rig = Rig(engine)
+    pool = HeldPool(engine)
+    rig.worker = OutboxWorker("his", pool, rig.channel, rig.clock)  # type: ignore[arg-type]
+    rig.start()
+    released_sample(engine)
+    rig.worker.wake()
+    pool.release()  # the first look found nothing
+    rig.clock.advance(0)
+    assert len(pool.waiting) == 1  # the second look, at once
+    pool.release()
+    rig.clock.advance(0)
+    assert len(rig.sent()) == 1
+    rig.worker.stopService()
+
+
+def test_a_batch_is_read_in_one_transaction_and_recorded_in_another(engine: Engine) -> None:
+    """Four entries of two samples: one look, four messages in order, one record."""
+    users(engine)
+    released_pair(engine, "S1")
+    released_pair(engine, "S2")
+    rig = Rig(engine)
+    rig.start()
+    for _ in range(4):
+        rig.answer(b"AA")
+    entries = rig.entries()
+    assert control_ids(rig) == [e.control_id for e in entries]
+    assert {(e.state, e.attempts) for e in entries} == {(EntryState.DELIVERED, 1)}
+    assert rig.pool.runs == ["_look", "_record", "_look"]
+    rig.worker.stopService()
+
+
+def test_a_sample_waiting_for_a_retry_holds_back_its_later_entries(engine: Engine) -> None:
+    """AE on S1's first result: S1's second is not sent in the batch, S2 is; after the
+    back-off S1's two go, in order."""
+    users(engine)
+    released_pair(engine, "S1")
+    released_pair(engine, "S2")
+    rig = Rig(engine)
+    rig.start()
+    rig.answer(b"AE", b"busy")
+    rig.answer(b"AA")
+    rig.answer(b"AA")
+    entries = by_test(rig)
+    assert control_ids(rig) == [entries[k].control_id for k in (
+        ("S1", "GLU"), ("S2", "GLU"), ("S2", "UREA"))]
+    assert [(entries[k].state, entries[k].attempts) for k in (
+        ("S1", "GLU"), ("S1", "UREA"), ("S2", "GLU"), ("S2", "UREA"))] == [
+        (EntryState.PENDING, 1), (EntryState.PENDING, 0),
+        (EntryState.DELIVERED, 1), (EntryState.DELIVERED, 1)]
+    for _ in range(6):  # the 5 s back-off and the poll after it
+        rig.clock.advance(1.0)
+    rig.answer(b"AA")
+    rig.answer(b"AA")
+    assert control_ids(rig)[3:] == [entries["S1", "GLU"].control_id,
+                                    entries["S1", "UREA"].control_id]
+    assert {e.state for e in rig.entries()} == {EntryState.DELIVERED}
+    rig.worker.stopService()
+
+
+def test_silence_ends_the_batch_and_the_next_look_goes_on(engine: Engine) -> None:
+    """No ACK for S1: TIMEOUT at the deadline, recorded; S2 goes in the next batch."""
+    users(engine)
+    released_sample(engine, "S1")
+    released_sample(engine, "S2", raw=RAW + b"2")
+    rig = Rig(engine, ack_timeout=30.0)
+    rig.start()
+    assert len(rig.sent()) == 1
+    rig.clock.advance(30.0)
+    assert rig.pool.runs == ["_look", "_record", "_look"]
+    rig.answer(b"AA")
+    entries = by_test(rig)
+    assert control_ids(rig) == [entries["S1", "GLU"].control_id,
+                                entries["S2", "GLU"].control_id]
+    assert [(e.accession, e.state, e.last_status) for e in rig.entries()] == [
+        ("S1", EntryState.PENDING, "timeout"), ("S2", EntryState.DELIVERED, "delivered")]
+    rig.worker.stopService()
+
+
+def test_stopping_mid_batch_records_the_answers_and_resends_the_rest(engine: Engine) -> None:
+    """Stopped while S2 waits for its ACK: S1's AA is recorded, S2 and S3 stay pending
+    with no attempt; the next worker sends S2 again under the same control ID."""
+    users(engine)
+    for n in (1, 2, 3):
+        released_sample(engine, f"S{n}", raw=RAW + str(n).encode())
+    rig = Rig(engine)
+    rig.start()
+    rig.answer(b"AA")
+    in_flight = control_ids(rig)[-1]
+    rig.worker.stopService()
+    assert [(e.accession, e.state, e.attempts) for e in rig.entries()] == [
+        ("S1", EntryState.DELIVERED, 1), ("S2", EntryState.PENDING, 0),
+        ("S3", EntryState.PENDING, 0)]
+    again = Rig(engine)
+    again.clock.advance(60)
+    again.start()
+    assert control_ids(again) == [in_flight]
+    again.answer(b"AA")
+    again.answer(b"AA")
+    assert {e.state for e in again.entries()} == {EntryState.DELIVERED}
+    again.worker.stopService()
+
+
+def gauge(name: str, **labels: str) -> float | None:
+    """A metric's current value."""
+    return metrics.REGISTRY.get_sample_value(name, labels)
+
+
+def test_an_unreachable_his_costs_an_attempt_per_timeout_and_the_metrics_move(
+        engine: Engine) -> None:
+    """A connection that never comes up: NOT_SENT at the deadline, attempts grow with the
+    back-off, and the pending count and oldest age keep being published."""
+    users(engine)
+    released_sample(engine)
+    down = f"his-down-{engine.dialect.name}"  # the metrics are process-wide
+    rig = Rig(engine, ack_timeout=30.0, endpoint=HangingEndpoint(), destination=down)
+    rig.start()
+    assert gauge("lis_gateway_outbox_oldest_pending_seconds", destination=down) == 0
+    for _ in range(30):
+        rig.clock.advance(1.0)
+    [entry] = rig.entries()
+    assert (entry.state, entry.attempts, entry.last_status, entry.last_error) == (
+        EntryState.PENDING, 1, "not-sent", "no connection to the HIS within 30 s")
+    assert gauge("lis_gateway_outbox_oldest_pending_seconds", destination=down) == 30
+    for _ in range(36):  # 5 s back-off, the poll, 30 s more
+        rig.clock.advance(1.0)
+    [entry] = rig.entries()
+    assert (entry.attempts, entry.last_status) == (2, "not-sent")
+    assert gauge("lis_gateway_outbox_oldest_pending_seconds", destination=down) == 66
+    assert gauge("lis_gateway_outbox_pending", destination=down, state="pending") == 1
+    assert gauge("lis_gateway_deliveries_total", destination=down,
+                 status="not-sent") == 2
+    assert len(rig.endpoint.attempts) == 1  # the one connection attempt, still hanging
     rig.worker.stopService()
