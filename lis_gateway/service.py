@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from lis_gateway.mapping import MappingTable
     from lis_gateway.mapping_files import LiveTables
     from lis_gateway.order_download import PushTarget
+    from lis_gateway.outbound.wakeup import ReleaseSignal
 
 #: Seconds to wait for an outgoing TCP connection before counting it failed.
 CONNECT_TIMEOUT = 10.0
@@ -239,9 +240,9 @@ def _install_stop_signals(request_stop: Callable[[], None]) -> None:
 WEB_SERVICE = "web"
 
 
-def destination_service(destination: DestinationSpec, pool: RunsWork, reactor: Any
-                        ) -> IService:
-    """The outbox worker of one ``[[destinations]]`` entry."""
+def destination_service(destination: DestinationSpec, pool: RunsWork, reactor: Any,
+                        released: ReleaseSignal | None = None) -> IService:
+    """The outbox worker of one ``[[destinations]]`` entry (woken by ``released``)."""
     from lis_gateway.outbound.delivery import Backoff
     from lis_gateway.outbound.destinations import make_channel
     from lis_gateway.outbound.worker import OutboxWorker
@@ -250,6 +251,8 @@ def destination_service(destination: DestinationSpec, pool: RunsWork, reactor: A
     backoff = Backoff(first=destination.retry_first, cap=destination.retry_cap)
     worker = OutboxWorker(destination.name, pool, make_channel(destination, reactor, log),
                           reactor, backoff=backoff, log=log)
+    if released is not None:
+        released.subscribe(worker.wake)
     worker.setName(f"outbox:{destination.name}")
     return worker
 
@@ -279,11 +282,13 @@ def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
                 download_to: Mapping[str, frozenset[str]] | None = None,
                 listening: Sequence[tuple[str, Callable[[], bool]]] = (), *,
                 status: LinkStatusBoard | None = None,
-                live_tables: LiveTables | None = None) -> IService:
+                live_tables: LiveTables | None = None,
+                on_release: Callable[[], None] | None = None) -> IService:
     """The HTTP side (``[web] listen``): the validation web app, health, metrics,
     readiness (``listening``: each server link's name and whether it listens) and,
     with a token, the HIS's API. ``status`` (the links' board) and ``live_tables``
-    (the mapping tables in use) feed the administration pages."""
+    (the mapping tables in use) feed the administration pages; ``on_release`` is
+    called after a person's action committed what may go to the destinations."""
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
     from lis_gateway.adapters.tcp import LinkServerService
@@ -309,7 +314,8 @@ def web_service(config: GatewayConfig, pool: RunsWork, reactor: Any,
                        encodings={a.name: a.driver.encoding for a in config.analyzers},
                        mapping=mapping, destinations=tuple(d.name for d in config.destinations))
     app = webapp_resource(pool, reactor, config.policy,
-                          secure_cookies=config.web_secure_cookies, zone=zone, admin=admin)
+                          secure_cookies=config.web_secure_cookies, zone=zone, admin=admin,
+                          on_release=on_release)
     log = structlog.get_logger("lis_gateway.web")
     service = LinkServerService(TCP4ServerEndpoint(reactor, port, interface=host),
                                 build_site(orders, xml4, app=app,
@@ -350,6 +356,7 @@ def run_gateway(config: GatewayConfig, *,
     from lis_gateway.mapping_files import LiveTables
     from lis_gateway.order_intake import OrderSink
     from lis_gateway.order_lookup import StoreOrderSource
+    from lis_gateway.outbound.wakeup import ReleaseSignal
     from lis_gateway.state_gauge import StateGauge
     from lis_gateway.store.engine import make_engine
     from lis_gateway.store.migrations import migrate
@@ -387,6 +394,7 @@ def run_gateway(config: GatewayConfig, *,
     pool = DbPool(engine, reactor)
 
     judging = Autoverification(config.rule_set, config.policy)
+    released = ReleaseSignal()  # wakes the outbox workers after a release commits
 
     targets = push_targets(links, tables)
     download_to = {t.name: frozenset(t.codes) for t in targets}
@@ -406,7 +414,8 @@ def run_gateway(config: GatewayConfig, *,
         return StoreSink(link.name, link.driver, link.transport, tables[name], pool,
                          autoverification=replace(judging, require_order=needs_order),
                          adopt_patients=link.unsolicited,
-                         current_table=lambda: live.get(name), status=board)
+                         current_table=lambda: live.get(name), status=board,
+                         on_release=released.notify)
 
     def recorder_for(link: LinkSpec, session: str) -> Recorder:
         return TeeRecorder(StoreRecorder(link.name, link.driver.name, link.transport, pool,
@@ -431,14 +440,16 @@ def run_gateway(config: GatewayConfig, *,
                  if link.transport == "tcp-server"]
 
     def outbox_workers(reactor: Any) -> list[IService]:
-        services = [destination_service(d, pool, reactor) for d in config.destinations]
+        services = [destination_service(d, pool, reactor, released)
+                    for d in config.destinations]
         services.append(download_service(targets, pool, reactor))
         services.append(StateGauge(pool, reactor))
         if config.web_listen is not None:
             services.append(web_service(config, pool, reactor,
                                         [t for t in tables.values() if t is not None],
                                         download_to=download_to, listening=listening,
-                                        status=board, live_tables=live))
+                                        status=board, live_tables=live,
+                                        on_release=released.notify))
         return services
 
     def running(root: MultiService, reactor: Any) -> Deferred[Any] | None:

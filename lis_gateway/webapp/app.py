@@ -10,6 +10,7 @@ children of this resource, so they keep working (without a session).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -111,7 +112,8 @@ def webapp_resource(pool: RunsWork, clock: IReactorTime, policy: Policy | Polici
                     idle_timeout: float = IDLE_TIMEOUT,
                     absolute_timeout: float = ABSOLUTE_TIMEOUT,
                     log: FilteringBoundLogger | None = None,
-                    admin: AdminSetup | None = None) -> Resource:
+                    admin: AdminSetup | None = None,
+                    on_release: Callable[[], None] | None = None) -> Resource:
     """The validation web app, to mount at ``/`` (``build_site(..., app=...)``).
 
     Args:
@@ -125,8 +127,11 @@ def webapp_resource(pool: RunsWork, clock: IReactorTime, policy: Policy | Polici
         admin: what the administration pages need (the links' status board, the
             recordings, the live mapping tables, the destinations); without it they
             say what they lack.
+        on_release: called after an action committed what may go to the destinations
+            (the outbox workers' wake-up).
     """
     ctx = WebContext(pool, clock, policy, secure_cookies, zone,
                      Sessions(idle=idle_timeout, absolute=absolute_timeout),
-                     log if log is not None else structlog.get_logger("lis_gateway.webapp"))
+                     log if log is not None else structlog.get_logger("lis_gateway.webapp"),
+                     on_release=on_release)
     return WebApp(ctx, admin)

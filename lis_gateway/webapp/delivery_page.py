@@ -126,7 +126,7 @@ class RetryPage(RolePage):
             raise FormError(self._text(session, request, "Which entry? (no number given)")
                             ) from None
         d = self.ctx.pool.run(outbox.retry, entry, actor=session.username, at=self.ctx.now(),
-                              source=client(request))
+                              source=client(request)).addCallback(self.ctx.released)
         gettext = self.ctx.locales[session.lang].gettext
 
         def done(retried: outbox.OutboxEntry) -> bytes:

@@ -234,7 +234,7 @@ class MappingReprocessPage(RolePage):
         analyzer, code = field_text(request, "analyzer"), field_text(request, "code")
         d = self.ctx.pool.run(reprocess_group, self.setup.mapping, self.ctx.policy,
                               analyzer, code, session.username, at=self.ctx.now(),
-                              source=client(request))
+                              source=client(request)).addCallback(self.ctx.released)
 
         def done(outcomes: list[Reprocessed]) -> bytes:
             gettext = self.ctx.locales[session.lang].gettext

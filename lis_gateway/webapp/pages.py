@@ -271,7 +271,7 @@ class WorklistPage(Page):
         approve = field_text(request, "action") == "approve"
         d = self.ctx.pool.run(actions.batch_validate, versions, session.username,
                               self.ctx.policy, approve=approve, at=self.ctx.now(),
-                              source=client(request))
+                              source=client(request)).addCallback(self.ctx.released)
         back = field_text(request, "back", "/worklist")
         return self.ctx.respond(request, session, _refusal_safe(d, session, self.ctx),
                                 lambda outcomes: self._after(request, session, outcomes, back))
@@ -343,6 +343,8 @@ class SamplePage(Page):
                             ) from None
         what = field_text(request, "action")
         d = self._act(request, session, what, version)
+        if what in ("validate", "approve", "correct", "retract"):  # may queue messages
+            d.addCallback(self.ctx.released)
         back = with_query("/sample", {"s": accession})
         return self.ctx.respond(request, session, _refusal_safe(d, session, self.ctx),
                                 lambda outcome: self._after(request, session, outcome, back))

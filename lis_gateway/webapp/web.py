@@ -116,6 +116,8 @@ class WebContext:
         zone: the lab's time zone, for showing times.
         sessions: the live sessions.
         log: a logger (ids and kinds only; never patient data).
+        on_release: called after an action committed what may go to the destinations
+            (wakes the outbox workers; None: they find it at their next poll).
     """
 
     pool: RunsWork
@@ -126,6 +128,7 @@ class WebContext:
     sessions: Sessions = field(default_factory=Sessions)
     log: FilteringBoundLogger = field(
         default_factory=lambda: structlog.get_logger("lis_gateway.webapp"))
+    on_release: Callable[[], None] | None = None
     locales: dict[str, Locale] = field(init=False)
     templates: Environment = field(init=False)
 
@@ -134,6 +137,12 @@ class WebContext:
         self.templates = Environment(
             loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+    def released(self, value: Any) -> Any:
+        """A Deferred callback: tell the outbox workers to look, pass ``value`` on."""
+        if self.on_release is not None:
+            self.on_release()
+        return value
 
     # ------------------------------------------------------------------ time, sessions
 
