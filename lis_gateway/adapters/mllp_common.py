@@ -46,6 +46,15 @@ ACK_TIMEOUT = 30.0
 MAX_QUEUED = 64
 #: HL7 table 0357 codes used here.
 SEGMENT_SEQUENCE_ERROR, UNSUPPORTED_MESSAGE_TYPE, INTERNAL_ERROR = "100", "200", "207"
+#: The HL7 table 0357 code of the AR for a block over the size limit. The table
+#: (v2.5.1) has no code about size: 100-103 are segment and field errors
+#: (sequence, required field missing, data type, table value) and 200-206 name
+#: other refusals (unsupported type, event, processing ID, version; keys; a
+#: locked record). 207 "application internal error" is its catch-all for errors
+#: not covered by other codes; with MSA-1 AR (do not send again as is; AE would
+#: ask for a resend) and "message too large" in MSA-3 and ERR, the analyzer and
+#: its operator see why.
+TOO_LARGE_ERROR = INTERNAL_ERROR
 BLANK = b"\r\n\x00 \t"
 
 # ------------------------------------------------------------------ configuration

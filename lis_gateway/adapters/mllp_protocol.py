@@ -23,6 +23,16 @@ Receiving, in order::
   segment. Its bytes go to ``sink.message_rejected`` when the sink has that
   method (:class:`RejectedMessageSink`), else to ``sink.incomplete``; the AR
   waits for the former's Deferred like an AA does.
+* A block over the size limit (16 MiB) is not buffered (the framer keeps its
+  head, normally the MSH segment, and counts the rest). When it ends, its
+  turn in the queue is answered AR with error 207 and the text "message too
+  large" (:data:`TOO_LARGE_ERROR`), built from that MSH as any ACK is
+  (original or enhanced mode); the head, the size and the reason go to
+  ``sink.incomplete``. If the head holds no usable MSH (no MSH first, or no
+  segment end within 4 kB) there is nothing to address an ACK to: it is kept
+  the same way and not answered. Either way the link then reads the next
+  block: closing would lose the messages queued behind it, and an analyzer
+  that got no answer would reconnect and send the same block again.
 * Connection lost: a partial block and stray bytes go to ``sink.incomplete``.
   Complete messages still queued are still handed to the sink in order (they
   arrived whole), but their ACKs cannot be sent, so the analyzer will send
@@ -52,6 +62,7 @@ from lis_gateway.adapters.mllp_common import (
     INTERNAL_ERROR,
     MAX_QUEUED,
     SEGMENT_SEQUENCE_ERROR,
+    TOO_LARGE_ERROR,
     UNSUPPORTED_MESSAGE_TYPE,
     ControlIds,
     Hl7Dialect,
@@ -68,6 +79,7 @@ from lis_gateway.hl7.errors import Hl7Error
 from lis_gateway.hl7.message import Hl7Message, parse_message
 from lis_gateway.hl7.mllp import (
     BlockReceived,
+    BlockTooLarge,
     MllpEvent,
     MllpFramer,
     frame,
@@ -154,6 +166,7 @@ class _Received:
     message: Hl7Message
     offset: int
     rejection: tuple[str, str] | None  # (error code, reason) for a block that is not HL7
+    kept: IncompleteTransmission | None = None  # an oversized block's head, for the sink
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +219,8 @@ class MllpAnalyzerProtocol(MllpConnection):
         for event in events:
             if isinstance(event, BlockReceived):
                 self._received(event)
+            elif isinstance(event, BlockTooLarge):
+                self._too_large(event)
             else:
                 self._sink.incomplete(self._log_block_trouble(event))
         self._drain()
@@ -231,6 +246,23 @@ class MllpAnalyzerProtocol(MllpConnection):
             self._log.warning("reading-paused", queued=len(self._queue))
             producer.pauseProducing()
 
+    def _too_large(self, block: BlockTooLarge) -> None:
+        """Queue the AR for an oversized block (or keep its head unanswered: no usable MSH)."""
+        head = parse_message(block.data, default_encoding=self.config.default_encoding,
+                             encoding_override=self.config.encoding_override)
+        usable = block.data.rstrip(b"\r\n") != block.data and _not_hl7(head) is None
+        kept = (f"{block.reason}: {block.size} bytes received, the first {len(block.data)} "
+                f"kept; " + ("answered AR" if usable else "not answered (no usable MSH)"))
+        item = IncompleteTransmission(block.data, kept, block.offset)
+        self._log.error("message-too-large", offset=block.offset, size=block.size,
+                        limit=block.limit, answer="AR" if usable else "none",
+                        **(message_shape(head) if usable else {}))
+        if not usable:
+            self._sink.incomplete(item)
+            return
+        text = f"message too large: {block.size} bytes, limit {block.limit}"
+        self._queue.append(_Received(head, block.offset, (TOO_LARGE_ERROR, text), kept=item))
+
     def _drain(self) -> None:
         """Hand the next message over while none is with the sink (a loop, not recursion)."""
         if self._draining:
@@ -248,6 +280,9 @@ class MllpAnalyzerProtocol(MllpConnection):
             self._draining = False
 
     def _hand_over(self, item: _Received) -> Deferred[_Answer]:
+        if item.kept is not None and item.rejection is not None:  # an oversized block
+            self._sink.incomplete(item.kept)
+            return succeed(_Answer(Outcome.REJECTED, item.rejection[1], item.rejection[0]))
         if item.rejection is None:
             stored: Deferred[object] = maybeDeferred(self._sink.message_received, item.message)
             answered: Deferred[_Answer] = stored.addCallback(self._after_stored, item)

@@ -16,6 +16,12 @@ tolerated departure on the block:
   inside a segment is reported as incomplete, never delivered);
 * a missing CR after FS.
 
+A block longer than ``max_message`` is not buffered: its head (up to the
+first segment terminator, normally the whole MSH) is kept, the rest counted
+and dropped, and when the block ends (FS, the next VT, the missing-FS
+silence or the connection closing) it is reported as :class:`BlockTooLarge`
+with its size, so the receiver can refuse it with an ACK built from that MSH.
+
 Time is an argument; :meth:`MllpFramer.get_timer` says when
 :meth:`MllpFramer.handle_timer` is due.
 """
@@ -36,6 +42,10 @@ _BLANK = b"\r\n\x00 \t"
 MISSING_FS_TIMEOUT = 1.0
 #: Default largest message accepted (bigger blocks are dropped as garbage, and reported).
 MAX_MESSAGE = 16 << 20
+#: Most bytes kept of an oversized block when looking for its first segment terminator.
+HEAD_LIMIT = 4096
+#: Bytes kept of an oversized block that has no segment terminator in its first HEAD_LIMIT.
+SHORT_HEAD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,22 @@ class BlockIncomplete:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockTooLarge(BlockIncomplete):
+    """A block over the size limit: only its head was kept (a kind of incomplete block).
+
+    Attributes:
+        data: the head: the block up to and including its first segment
+            terminator (CR or LF) within :data:`HEAD_LIMIT` bytes, normally the
+            MSH segment; else its first :data:`SHORT_HEAD` bytes.
+        size: bytes the block held between VT and its end.
+        limit: the size limit it broke.
+    """
+
+    size: int = 0
+    limit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class StrayBytes:
     """Bytes outside any block that no message followed."""
 
@@ -64,7 +90,7 @@ class StrayBytes:
     offset: int
 
 
-MllpEvent = BlockReceived | BlockIncomplete | StrayBytes
+MllpEvent = BlockReceived | BlockIncomplete | StrayBytes  # BlockTooLarge is a BlockIncomplete
 
 
 def frame(message: bytes) -> bytes:
@@ -98,7 +124,9 @@ class MllpFramer:
         self._offset = 0
         self._deadline: float | None = None
         self._skip_cr = False
-        self._overflow = False
+        self._overflow = False  # the block broke max_message: _block holds only its head
+        self._overflow_size = 0  # bytes of the oversized block so far
+        self._overflow_lf = False  # its last byte so far was LF (the missing-FS rule)
 
     @property
     def in_block(self) -> bool:
@@ -123,7 +151,8 @@ class MllpFramer:
                 else self._outside(data, i, base, out)
         self._offset = base + n
         self._deadline = None
-        if self._block is not None and self._block.endswith(b"\n"):
+        if self._block is not None and (
+                self._overflow_lf if self._overflow else self._block.endswith(b"\n")):
             self._deadline = now + self.missing_fs_timeout
         return out
 
@@ -141,7 +170,9 @@ class MllpFramer:
     def connection_lost(self) -> list[MllpEvent]:
         """The transport closed: report what was left."""
         out: list[MllpEvent] = []
-        if self._block is not None and self._block.rstrip(b"\r\n") != self._block \
+        if self._overflow:
+            out.append(self._finish("the connection closed before FS"))
+        elif self._block is not None and self._block.rstrip(b"\r\n") != self._block \
                 and self._block.lstrip(_BLANK + b"\x02").startswith(b"MSH"):
             out.append(self._finish("missing FS: the connection closed after a segment end"))
         elif self._block is not None:
@@ -195,23 +226,12 @@ class MllpFramer:
         fs = data.find(FS, i)
         vt = data.find(VT, i)
         if vt >= 0 and (fs < 0 or vt < fs):
-            block += data[i:vt]
+            self._add(block, data, i, vt)
             out.append(self._finish("missing FS: the next VT began a new message"))
             self._start(base + vt)
             return vt + 1
         end = len(data) if fs < 0 else fs
-        if self._overflow:
-            if fs >= 0:  # the end of the oversized block: report it once, resynchronise
-                out.append(BlockIncomplete(bytes(block[:256]), self._block_offset,
-                                           f"message longer than {self.max_message} bytes"))
-                self._block = None
-                self._overflow = False
-                return fs + 1
-            return end
-        block += data[i:end]
-        if len(block) > self.max_message:
-            self._overflow = True  # keep the first bytes for the report, drop the rest
-            return end
+        self._add(block, data, i, end)
         if fs < 0:
             return end
         out.append(self._finish(None))
@@ -223,12 +243,26 @@ class MllpFramer:
         self._skip_cr = True
         return fs + 1
 
+    def _add(self, block: bytearray, data: bytes, i: int, end: int) -> None:
+        """Append ``data[i:end]`` to the block; past the limit keep only its head."""
+        if self._overflow:
+            self._overflow_size += end - i
+            if end > i:
+                self._overflow_lf = data[end - 1] == 0x0A
+            return
+        block += data[i:end]
+        if len(block) > self.max_message:
+            self._overflow = True
+            self._overflow_size = len(block)
+            self._overflow_lf = block.endswith(b"\n")
+            self._block = bytearray(_head(block))
+
     def _note_missing_cr(self, out: list[MllpEvent]) -> None:
         last = out[-1]
         if isinstance(last, BlockReceived):
             out[-1] = BlockReceived(last.data, last.offset, (*last.deviations, "no CR after FS"))
 
-    def _finish(self, note: str | None) -> BlockReceived:
+    def _finish(self, note: str | None) -> BlockReceived | BlockTooLarge:
         block = bytes(self._block or b"")
         notes = list(self._block_notes)
         if note:
@@ -236,4 +270,21 @@ class MllpFramer:
         self._block = None
         self._block_notes = []
         self._deadline = None
+        if self._overflow:
+            self._overflow = False
+            reason = f"message longer than {self.max_message} bytes"
+            if note and "closed" in note:
+                reason += f" ({note})"
+            return BlockTooLarge(block, self._block_offset, reason,
+                                 size=self._overflow_size, limit=self.max_message)
         return BlockReceived(block, self._block_offset, tuple(notes))
+
+
+def _head(block: bytearray) -> bytes:
+    """The start of an oversized block worth keeping: through its first segment end."""
+    start = len(block) - len(block.lstrip(_BLANK))
+    window = block[start:start + HEAD_LIMIT]
+    ends = [k for k in (window.find(b"\r"), window.find(b"\n")) if k >= 0]
+    if ends:
+        return bytes(block[:start + min(ends) + 1])
+    return bytes(block[:SHORT_HEAD])

@@ -373,8 +373,9 @@ def _incomplete_reasons(url: str) -> list[str]:
 @pytest.mark.integration
 def test_oversized_mllp_block_is_refused_and_the_next_message_acknowledged(
         gateway: tuple[Gateway, Path, str]) -> None:
-    """A block over 16 MiB gets no AA, is kept as incomplete with the reason, and the
-    same connection then has its next message acknowledged."""
+    """A block over 16 MiB is answered AR (MSA-2 its MSH-10, ERR "message too large"),
+    its MSH is kept as incomplete with the size and the reason, and the same connection
+    then has its next message acknowledged AA."""
     gw, _log, url = gateway
     port = gw.port("hl7an")
     header = b"MSH|^~\\&|AN|LAB|LIS||20240506070809||ORU^R01|BIG1|P|2.5.1\r"
@@ -383,16 +384,36 @@ def test_oversized_mllp_block_is_refused_and_the_next_message_acknowledged(
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"\x0b" + big + b"\x1c\r" + b"\x0b" + small + b"\x1c\r")
         data = b""
-        while b"\x1c\r" not in data:
+        while data.count(b"\x1c\r") < 2:
             chunk = sock.recv(4096)
             assert chunk, "the gateway closed the connection"
             data += chunk
-    assert b"|OK1" in data and b"|BIG1" not in data
+    refused, accepted = (block.strip(b"\x0b") for block in data.split(b"\x1c\r")[:2])
+    assert b"MSA|AR|BIG1|message too large" in refused
+    assert b"\rERR|||207^message too large" in refused  # 2.5: ERR-3 holds the 0357 code
+    assert b"MSA|AA|OK1" in accepted
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not _incomplete_reasons(url):
         time.sleep(0.1)  # polling the database, not asserting on speed
     assert _incomplete_reasons(url) == [
-        f"incomplete: message longer than {mllp.MAX_MESSAGE} bytes"]
+        f"incomplete: message longer than {mllp.MAX_MESSAGE} bytes: {len(big)} bytes "
+        f"received, the first {len(header)} kept; answered AR"]
+    assert _incomplete_raw(url) == [header]
+
+
+def _incomplete_raw(url: str) -> list[bytes]:
+    """The bytes kept for each incomplete transmission."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            sessions = [sid for sid, peer in conn.execute(
+                select(schema.raw_sessions.c.id, schema.raw_sessions.c.peer))
+                if peer and peer.startswith("incomplete:")]
+            return [b"".join(data for (data,) in conn.execute(
+                select(schema.raw_chunks.c.data).where(schema.raw_chunks.c.session_id == sid)
+                .order_by(schema.raw_chunks.c.id))) for sid in sessions]
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.integration
