@@ -85,11 +85,10 @@ def append_audit_many(conn: Connection, items: Sequence[AuditItem]) -> list[Audi
         entries.append(AuditEntry(0, seq, at, item.actor, item.action, item.target, detail,
                                   item.source, prev, digest))
         prev = digest
-    ids = conn.execute(insert(s.audit_log).returning(s.audit_log.c.id,
-                                                     sort_by_parameter_order=True),
-                       rows).scalars().all()
+    returning = insert(s.audit_log).returning(s.audit_log.c.seq, s.audit_log.c.id)
+    ids: dict[int, int] = dict(conn.execute(returning, rows).tuples().all())  # seq is unique
     conn.execute(update(s.audit_head).where(s.audit_head.c.id == 1).values(seq=seq, hash=prev))
-    return [replace(entry, id=int(pk)) for entry, pk in zip(entries, ids, strict=True)]
+    return [replace(entry, id=int(ids[entry.seq])) for entry in entries]
 
 
 def audit_entries(conn: Connection) -> tuple[AuditEntry, ...]:

@@ -131,7 +131,7 @@ class TransitionRecord:
 
 
 def record_transition(conn: Connection, version_id: int, transition: Transition,
-                      at: datetime, *, reasons: Sequence[str] = (), source: str = "") -> int:
+                      at: datetime, *, reasons: Sequence[str] = (), source: str = "") -> None:
     """Persist one lifecycle transition of a version and audit it (the caller's transaction).
 
     Args:
@@ -141,29 +141,22 @@ def record_transition(conn: Connection, version_id: int, transition: Transition,
         reasons: the hold reasons, one per holding rule (default: the transition's reason).
         source: where it came from, for the audit log.
 
-    Returns:
-        The event id.
-
     Raises:
         NotFoundError: a user actor unknown to the store.
     """
-    (event_id,) = record_transitions(conn, [TransitionRecord(version_id, transition, at,
-                                                             reasons)], source=source)
-    return event_id
+    record_transitions(conn, [TransitionRecord(version_id, transition, at, reasons)],
+                       source=source)
 
 
 def record_transitions(conn: Connection, records: Sequence[TransitionRecord], *,
-                       source: str = "") -> list[int]:
+                       source: str = "") -> None:
     """Persist transitions in order and audit each: one insert per table, not per record.
-
-    Returns:
-        The event ids, in order.
 
     Raises:
         NotFoundError: a user actor unknown to the store.
     """
     if not records:
-        return []
+        return
     users = _user_ids(conn, {r.transition.actor.id for r in records
                              if r.transition.actor.kind is ActorKind.USER})
     missing = [r.version_id for r in records if r.result_id is None]
@@ -196,12 +189,10 @@ def record_transitions(conn: Connection, records: Sequence[TransitionRecord], *,
                                  "reason": transition.reason}, source, when))
         if transition.to_state is ResultState.RERUN_REQUESTED:
             reruns.append((result_id, when))
-    ids = conn.execute(insert(s.validation_events).returning(
-        s.validation_events.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    conn.execute(insert(s.validation_events), rows)
     append_audit_many(conn, audits)
     for result_id, when in reruns:
         _queue_rerun(conn, result_id, when)
-    return [int(i) for i in ids]
 
 
 def _user_ids(conn: Connection, names: set[str]) -> dict[str, int]:

@@ -433,19 +433,20 @@ def _insert_results(conn: Connection, analyzer_id: int, message_id: int,
                          "completed_at_raw": row.completed_at,
                          "fingerprint": fingerprints[i], "rerun_of_id": latest.get(pair),
                          "created_at": at, "qc": row.qc})
-        ids = conn.execute(insert(s.results).returning(s.results.c.id,
-                                                       sort_by_parameter_order=True),
-                           rows).scalars().all()
-        for i, result_id in zip(batch, ids, strict=True):
-            created[i] = int(result_id)
-            latest[samples[results[i].row.sample_id], results[i].row.test] = int(result_id)
-        versions = conn.execute(
-            insert(s.result_versions).returning(s.result_versions.c.id,
-                                                sort_by_parameter_order=True),
+        # each fingerprint and each new result's first version are unique: map
+        # the returned rows by them rather than pay for ordered RETURNING
+        returning = insert(s.results).returning(s.results.c.fingerprint, s.results.c.id)
+        ids: dict[str, int] = dict(conn.execute(returning, rows).tuples().all())
+        for i in batch:
+            created[i] = int(ids[fingerprints[i]])
+            latest[samples[results[i].row.sample_id], results[i].row.test] = created[i]
+        versions: dict[int, int] = dict(conn.execute(
+            insert(s.result_versions).returning(s.result_versions.c.result_id,
+                                                s.result_versions.c.id),
             [{"result_id": created[i], "version": 1, "reason": "received", "author": author,
               "created_at": at, "supersedes_id": None,
-              **_content_values(content_of(results[i]))} for i in batch]).scalars().all()
-        created.versions.update((i, int(v)) for i, v in zip(batch, versions, strict=True))
+              **_content_values(content_of(results[i]))} for i in batch]).tuples().all())
+        created.versions.update((i, int(versions[created[i]])) for i in batch)
     return created
 
 
