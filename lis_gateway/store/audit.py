@@ -86,9 +86,9 @@ def append_audit_many(conn: Connection, items: Sequence[AuditItem]) -> list[Audi
                                   item.source, prev, digest))
         prev = digest
     returning = insert(s.audit_log).returning(s.audit_log.c.seq, s.audit_log.c.id)
-    ids: dict[int, int] = dict(conn.execute(returning, rows).tuples().all())  # seq is unique
+    ids = {int(seq): int(pk) for seq, pk in conn.execute(returning, rows)}  # seq is unique
     conn.execute(update(s.audit_head).where(s.audit_head.c.id == 1).values(seq=seq, hash=prev))
-    return [replace(entry, id=int(ids[entry.seq])) for entry in entries]
+    return [replace(entry, id=ids[entry.seq]) for entry in entries]
 
 
 def audit_entries(conn: Connection) -> tuple[AuditEntry, ...]:

@@ -436,17 +436,17 @@ def _insert_results(conn: Connection, analyzer_id: int, message_id: int,
         # each fingerprint and each new result's first version are unique: map
         # the returned rows by them rather than pay for ordered RETURNING
         returning = insert(s.results).returning(s.results.c.fingerprint, s.results.c.id)
-        ids: dict[str, int] = dict(conn.execute(returning, rows).tuples().all())
+        ids = {str(fingerprint): int(pk) for fingerprint, pk in conn.execute(returning, rows)}
         for i in batch:
-            created[i] = int(ids[fingerprints[i]])
+            created[i] = ids[fingerprints[i]]
             latest[samples[results[i].row.sample_id], results[i].row.test] = created[i]
-        versions: dict[int, int] = dict(conn.execute(
+        versions = {int(result_id): int(pk) for result_id, pk in conn.execute(
             insert(s.result_versions).returning(s.result_versions.c.result_id,
                                                 s.result_versions.c.id),
             [{"result_id": created[i], "version": 1, "reason": "received", "author": author,
               "created_at": at, "supersedes_id": None,
-              **_content_values(content_of(results[i]))} for i in batch]).tuples().all())
-        created.versions.update((i, int(versions[created[i]])) for i in batch)
+              **_content_values(content_of(results[i]))} for i in batch])}
+        created.versions.update((i, versions[created[i]]) for i in batch)
     return created
 
 
