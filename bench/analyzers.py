@@ -28,6 +28,7 @@ from workload import ACK, ENQ, EOT, NAK, Message
 
 REPLY_TIMEOUT = 15.0  # E1381's sender timer
 MAX_TRIES = 6
+BUSY_TRIES = 200  # ENQs answered busy (NAK) before a link gives up, 0.05 s apart
 
 
 class LinkFailed(RuntimeError):
@@ -90,7 +91,7 @@ async def send_messages(port: int, messages: Iterable[Message], start: asyncio.E
         for msg in messages:
             if duration is not None and clock() - stats.started >= duration:
                 break
-            for _ in range(200):  # busy (NAK to ENQ): wait and bid again, as E1381 says
+            for _ in range(BUSY_TRIES):  # busy (NAK to ENQ): wait and bid again (E1381)
                 t0 = clock()
                 writer.write(ENQ)
                 answer = await _reply(reader)
@@ -100,7 +101,7 @@ async def send_messages(port: int, messages: Iterable[Message], start: asyncio.E
                 stats.busy += 1
                 await asyncio.sleep(0.05)
             else:
-                raise LinkFailed(f"ENQ refused 200 times on port {port}")
+                raise LinkFailed(f"ENQ refused {BUSY_TRIES} times on port {port}")
             last = len(msg.frames) - 1
             for k, frame in enumerate(msg.frames):
                 for _ in range(MAX_TRIES):

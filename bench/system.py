@@ -538,7 +538,7 @@ Plan = list[tuple[str, Callable[[], dict[str, Any]]]]
 def run_suite(argv: list[str] | None, *, description: str, default_out: Path, script: str,
               make_bench: Callable[[argparse.Namespace, Path], Bench],
               make_plan: Callable[[Any], Plan],
-              add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+              add_arguments: Callable[[argparse.ArgumentParser], object] | None = None) -> int:
     """Parse the common options, run the scenarios of ``make_plan(bench)``, write the JSON.
 
     Used by this file and by ``bench/targets.py`` (issue 9's stall, outage, logging,

@@ -62,6 +62,7 @@ from procs import Analyzer, BenchError, Gateway, GatewaySetup  # noqa: E402
 from system import Bench, Runner, latency, spread, stored_counts  # noqa: E402
 
 RESULTS = BENCH / "results" / "targets.json"
+SENDER_TIMER_S = 15.0  # E1381's sender timer (analyzers.REPLY_TIMEOUT)
 BOUND_S = 1.0  # issue 9: no frame ACK over 1 s, even while the database or the HIS stalls
 MIB = 2**20
 
@@ -111,6 +112,21 @@ def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     den = sum((x - mx) ** 2 for x in xs)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
+
+
+@contextlib.contextmanager
+def patient_senders(seconds: float = 120.0) -> Iterator[float]:
+    """Let the analyzers wait ``seconds`` for a reply instead of E1381's 15 s (yields 15 s).
+
+    A final frame whose commit waits behind many others may take longer than the
+    sender timer; these scenarios count such replies instead of failing on them.
+    """
+    timer, analyzers.REPLY_TIMEOUT = analyzers.REPLY_TIMEOUT, seconds
+    bids, analyzers.BUSY_TRIES = analyzers.BUSY_TRIES, int(seconds / 0.05)
+    try:
+        yield timer
+    finally:
+        analyzers.REPLY_TIMEOUT, analyzers.BUSY_TRIES = timer, bids
 
 
 class RssSampler:
@@ -165,11 +181,14 @@ class Targets(Bench):
     # -- stall: the database locked, the HIS silent
 
     def stall(self) -> dict[str, Any]:
-        return asyncio.run(self._stall())
+        with patient_senders():
+            return asyncio.run(self._stall())
 
     async def _stall(self) -> dict[str, Any]:
-        links = self.args.stall_links
-        duration, at, hold = (5.0, 1.0, 2.0) if self.quick else (8.0, 2.0, self.args.lock_seconds)
+        links = self.args.stall_links or (50 if self.quick else 100)
+        duration, at, hold = (3.0, 0.8, 1.5) if self.quick else (8.0, 2.0, 3.0)
+        hold = self.args.lock_seconds or hold
+        duration = max(duration, at + hold + 1.0)
         names = [f"s{i:03d}" for i in range(links)]
         his = His()
         his_port = await his.start()
@@ -210,20 +229,25 @@ class Targets(Bench):
                                                             time.perf_counter()))
                 sent["his"] += run["results"]
                 for phase in phases:
-                    r = phases[phase][-1]
-                    print(f"   rep {rep + 1} {phase:10s}: {r['messages']} msgs; during the "
-                          f"stall frame ACK p50 {r['during']['frame_ack']['p50_ms']:.2f} ms "
-                          f"p99 {r['during']['frame_ack']['p99_ms']:.1f} ms max "
-                          f"{r['during']['frame_ack']['max_ms']:.0f} ms, final frame max "
-                          f"{r['during']['final_frame_ack']['max_ms']:.0f} ms, ENQ max "
-                          f"{r['during']['enq_ack']['max_ms']:.0f} ms; over 1 s: "
-                          f"{r['over_bound']}; NAK {r['naks']} busy {r['busy']}; load "
-                          f"{r['loadavg_before'][0]:.2f}->{r['loadavg_after'][0]:.2f}",
-                          flush=True)
-                    if phase == "his-silent":
-                        print(f"      HIS read {his.unanswered} ORU^R01 it never answered",
-                              flush=True)
+                    self._print_stall(f"rep {rep + 1} {phase:10s}", phases[phase][-1])
+                print(f"      the HIS has read {his.unanswered} ORU^R01 it never answered",
+                      flush=True)
             his.silent = False
+            long_hold = 0.0 if self.quick else self.args.long_lock_seconds
+            if long_hold:
+                # (c) once: a lock longer than the gateway's busy_timeout (10 s), so its
+                # store transaction fails and the final frame is NAKed
+                lock = asyncio.ensure_future(self._lock(db_gw.directory / "lis.db", 0.3 + at,
+                                                        long_hold))
+                run = await runners["db"].arun(
+                    [db_gw.ports[n] for n in names],
+                    [stream("DL", i, 20) for i in range(links)],
+                    duration=at + long_hold + 1.0)
+                lo, hi = await lock
+                r = self._stall_run(run, runners["db"].last_stats, lo, hi)
+                sent["db"] += run["results"]
+                out["db-lock-long"] = r
+                self._print_stall(f"db lock of {long_hold:.0f} s", r)
             for key, gw in (("db", db_gw), ("his", his_gw)):
                 out[f"exit_status_{key}"] = await loop.run_in_executor(None, gw.stop)
                 out[f"stored_{key}"] = self.check_stored(gw, sent[key])
@@ -235,6 +259,17 @@ class Targets(Bench):
             for gw in (db_gw, his_gw):
                 await loop.run_in_executor(None, gw.stop)
             await his.stop()
+
+    @staticmethod
+    def _print_stall(label: str, r: dict[str, Any]) -> None:
+        during = r["during"]
+        print(f"   {label}: {r['messages']} msgs; during the stall frame ACK p50 "
+              f"{during['frame_ack']['p50_ms']:.2f} ms p99 {during['frame_ack']['p99_ms']:.1f}"
+              f" ms max {during['frame_ack']['max_ms']:.0f} ms, final frame max "
+              f"{during['final_frame_ack']['max_ms']:.0f} ms, ENQ max "
+              f"{during['enq_ack']['max_ms']:.0f} ms; over 1 s: {r['over_bound']}, over 15 s: "
+              f"{r['over_sender_timer']}; NAK {r['naks']} busy {r['busy']}; load "
+              f"{r['loadavg_before'][0]:.2f}->{r['loadavg_after'][0]:.2f}", flush=True)
 
     @staticmethod
     async def _lock(db: Path, delay: float, hold: float) -> tuple[float, float]:
@@ -272,7 +307,9 @@ class Targets(Bench):
         before = {f"{name}_ack": latency(window(stats, kind, 0.0, lo - 1.0))
                   for name, kind in kinds}
         return {**run, "stall_s": hi - lo, "during": during, "before": before,
-                "over_bound": {k: over(stats, k, BOUND_S) for k in ("frames", "finals", "enq")}}
+                "over_bound": {k: over(stats, k, BOUND_S) for k in ("frames", "finals", "enq")},
+                "over_sender_timer": {k: over(stats, k, SENDER_TIMER_S)
+                                      for k in ("frames", "finals", "enq")}}
 
     @staticmethod
     def _stall_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -284,8 +321,8 @@ class Targets(Bench):
                 out[f"before_{key}_{stat}"] = spread([r["before"][key][stat] for r in runs])
             out[f"{key}_max_ms"] = max(r[key]["max_ms"] for r in runs)
             out[f"before_{key}_max_ms"] = max(r["before"][key]["max_ms"] for r in runs)
-        out["over_bound"] = {k: sum(r["over_bound"][k] for r in runs)
-                             for k in ("frames", "finals", "enq")}
+        for key in ("over_bound", "over_sender_timer"):
+            out[key] = {k: sum(r[key][k] for r in runs) for k in ("frames", "finals", "enq")}
         out["naks"] = sum(r["naks"] for r in runs)
         out["busy"] = sum(r["busy"] for r in runs)
         out["messages_per_s"] = spread([r["messages_per_s"] for r in runs])
@@ -312,17 +349,19 @@ class Targets(Bench):
             plan = [stream("O", i, per_message, messages // links + (i < messages % links))
                     for i in range(links)]
             load0 = procs.loadavg()
-            run = await runner.arun([gw.ports[n] for n in names], plan)
+            outage_from = time.perf_counter()
+            with patient_senders():
+                run = await runner.arun([gw.ports[n] for n in names], plan)
             run.pop("eot_at")
             queued = run["results"]
             print(f"   {run['messages']} messages ({queued} results) ingested with the HIS "
                   f"down in {run['wall_s']:.1f} s ({run['results_per_s']:.0f} results/s)",
                   flush=True)
             t0 = time.perf_counter()
-            pending = await loop.run_in_executor(None, self._wait_queued, gw, queued, 120.0)
+            pending = await loop.run_in_executor(None, self._wait_queued, gw, queued, 30.0)
             queue_s = time.perf_counter() - t0
-            print(f"   outbox: {pending} pending for the HIS ({queue_s:.1f} s after the last "
-                  f"ACK to the analyzers)", flush=True)
+            print(f"   outbox: {pending} entries for the HIS {queue_s:.1f} s after the last "
+                  f"ACK to the analyzers (the rest released, not queued yet)", flush=True)
             cpu0 = procs.cpu_seconds(gw.pid)
             await his.start(his_port)
             his_up = time.perf_counter()
@@ -336,11 +375,12 @@ class Targets(Bench):
             deciles = self._deciles([d.acked_at for d in got])
             drained = {
                 "results_queued": queued, "outbox_pending": pending,
+                "outage_s": his_up - outage_from,
                 "queued_after_last_ack_s": queue_s, "delivered": len(got),
                 "all_delivered": complete, "time_limit_s": limit,
                 "distinct_control_ids": len(ids),
                 "duplicate_deliveries": len(got) - len(ids),
-                "distinct_results": len(pairs), "lost": queued - len(pairs),
+                "distinct_results": len(pairs), "not_delivered": queued - len(pairs),
                 "first_delivery_after_his_up_s": (got[0].acked_at - his_up) if got else None,
                 "drain_s": done - his_up,
                 "oru_per_s_since_his_up": len(got) / (done - his_up) if got else 0.0,
@@ -352,11 +392,14 @@ class Targets(Bench):
                 "loadavg_after": procs.loadavg()}
             hours = 150_000 / drained["oru_per_s_first_to_last"] / 3600 if len(got) > 1 else None
             ingest_h = 150_000 / run["results_per_s"] / 3600
-            print(f"   HIS up: {len(got)}/{queued} delivered in {drained['drain_s']:.1f} s "
+            print(f"   HIS up after an outage of {drained['outage_s']:.0f} s: first ORU^R01 "
+                  f"{drained['first_delivery_after_his_up_s'] or 0:.1f} s later; "
+                  f"{len(got)}/{queued} delivered in {drained['drain_s']:.1f} s "
                   f"({drained['oru_per_s_since_his_up']:.0f} ORU/s since the HIS came up, "
                   f"{drained['oru_per_s_first_to_last']:.0f} first to last; by tenths "
                   f"{min(deciles, default=0):.0f}-{max(deciles, default=0):.0f}); duplicates "
-                  f"{drained['duplicate_deliveries']}, lost {drained['lost']}; load "
+                  f"{drained['duplicate_deliveries']}, not delivered "
+                  f"{drained['not_delivered']}; load "
                   f"{load0[0]:.2f}->{drained['loadavg_after'][0]:.2f}", flush=True)
             status = await loop.run_in_executor(None, gw.stop)
             return {"ingest": run, "drain": drained, "exit_status": status,
@@ -368,21 +411,24 @@ class Targets(Bench):
 
     @staticmethod
     def _wait_queued(gw: Gateway, want: int, limit: float) -> int:
-        """Poll the outbox until ``want`` entries wait for the HIS; the count seen last."""
+        """Poll the outbox until ``want`` entries wait for the HIS, or the count stays the
+        same for 3 s (the worker queues new releases only between its attempts, and an
+        attempt waits for the HIS connection), or ``limit`` s; the count seen last."""
         from lis_gateway.store import outbox
         from lis_gateway.store.engine import make_engine
 
         engine = make_engine(gw.setup.database_url)
         deadline = time.monotonic() + limit
-        pending = 0
+        pending, since = -1, time.monotonic()
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and time.monotonic() - since < 3.0:
                 with engine.connect() as conn:
                     depth = outbox.depth(conn, "his", datetime.now(UTC))
-                pending = depth.pending + depth.dead
+                if depth.pending + depth.dead != pending:
+                    pending, since = depth.pending + depth.dead, time.monotonic()
                 if pending >= want:
                     break
-                time.sleep(0.5)
+                time.sleep(0.25)
         finally:
             engine.dispose()
         return pending
@@ -560,14 +606,10 @@ class Targets(Bench):
                 runner = Runner(gw.pid)
                 # 256 messages queue for the one database thread: the last final frames may
                 # wait longer than E1381's 15 s sender timer; counted, not a failure here
-                timer, analyzers.REPLY_TIMEOUT = analyzers.REPLY_TIMEOUT, 120.0
-                try:
-                    with RssSampler(gw.pid) as rss:
-                        run = runner.run([gw.ports[n] for n in names],
-                                         [list(stream(f"K{rep}", i, results, 1))
-                                          for i in range(links)])
-                finally:
-                    analyzers.REPLY_TIMEOUT = timer
+                with patient_senders() as timer, RssSampler(gw.pid) as rss:
+                    run = runner.run([gw.ports[n] for n in names],
+                                     [list(stream(f"K{rep}", i, results, 1))
+                                      for i in range(links)])
                 run.pop("eot_at")
                 run["finals_over_sender_timer"] = over(runner.last_stats, "finals", timer)
                 peak = max(rss.peak, 0)
@@ -604,7 +646,7 @@ class Targets(Bench):
         return asyncio.run(self._soak())
 
     async def _soak(self) -> dict[str, Any]:
-        total = self.args.soak_messages or (600 if self.quick else 6_000)
+        total = self.args.soak_messages or (600 if self.quick else 12_000)
         results = self.args.soak_results
         links = 10
         every = self.args.soak_every or max(1, total // 20)
@@ -699,17 +741,20 @@ def targets_plan(bench: Targets) -> system.Plan:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stall-links", type=int, default=100,
-                        help="analyzers sending during the stalls (default 100)")
-    parser.add_argument("--lock-seconds", type=float, default=3.0,
-                        help="how long the database stays locked (full run; --quick: 2)")
+    parser.add_argument("--stall-links", type=int, default=0,
+                        help="analyzers sending during the stalls (default 100; --quick 50)")
+    parser.add_argument("--lock-seconds", type=float, default=0.0,
+                        help="how long the database stays locked (default 3; --quick 1.5)")
+    parser.add_argument("--long-lock-seconds", type=float, default=12.0,
+                        help="one more lock, longer than the gateway's 10 s busy_timeout "
+                             "(default 12; 0: none; not in --quick)")
     parser.add_argument("--drain-results", type=int, default=0,
                         help="results (one ORU^R01 each) queued during the HIS outage "
                              "(default 10,000; --quick 600)")
     parser.add_argument("--links-results", type=int, default=10,
                         help="results per message in links-256 (default 10)")
     parser.add_argument("--soak-messages", type=int, default=0,
-                        help="messages of the soak (default 6,000; --quick 600)")
+                        help="messages of the soak (default 12,000; --quick 600)")
     parser.add_argument("--soak-results", type=int, default=1,
                         help="results per soak message (default 1)")
     parser.add_argument("--soak-every", type=int, default=0,
