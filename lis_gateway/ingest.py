@@ -160,6 +160,9 @@ class StoreSink:
         status: told each message's outcome (the analyzers page's board).
         on_release: called (on the reactor thread) after a commit that released
             results for the HIS (autorelease), so the outbox workers look at once.
+        writer: runs the message stores instead of ``pool`` (a
+            :class:`~lis_gateway.store.pool.GroupCommit` shared by every link, so
+            messages arriving together share one transaction and one fsync).
 
     After a message could not be stored, :meth:`accepting` says no until a probe
     transaction commits again: an ASTM link then answers the next ENQ with NAK
@@ -174,8 +177,10 @@ class StoreSink:
                  adopt_patients: bool = False,
                  current_table: Callable[[], MappingTable | None] | None = None,
                  status: LinkStatusBoard | None = None,
-                 on_release: Callable[[], None] | None = None) -> None:
+                 on_release: Callable[[], None] | None = None,
+                 writer: RunsWork | None = None) -> None:
         self.name = name
+        self._writer = writer if writer is not None else pool
         self._on_release = on_release
         self._store_failed = False  # the last store attempt failed
         self._probing = False
@@ -205,7 +210,7 @@ class StoreSink:
             judging = None if judging is None else replace(judging, table=table)
         results = normalize_rows(rows, self._driver, table)
         patients = analyzer_patients(rows) if self._adopt_patients else None
-        d = self._pool.run(store_for_analyzer, analyzer=self.name, family=self._driver.name,
+        d = self._writer.run(store_for_analyzer, analyzer=self.name, family=self._driver.name,
                            protocol=protocol, raw=msg.raw, received_at=self._utcnow(),
                            results=results, autoverification=judging,
                            problems=[str(p) for p in msg.problems],
