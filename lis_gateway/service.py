@@ -360,7 +360,7 @@ def run_gateway(config: GatewayConfig, *,
     from lis_gateway.state_gauge import StateGauge
     from lis_gateway.store.engine import make_engine
     from lis_gateway.store.migrations import migrate
-    from lis_gateway.store.pool import DbPool
+    from lis_gateway.store.pool import DbPool, GroupCommit
     from lis_gateway.store.sections import sync_analyzer_sections
     from lis_gateway.wire_store import StoreRecorder
 
@@ -392,6 +392,7 @@ def run_gateway(config: GatewayConfig, *,
         return 1
     reactor: Any = global_reactor  # PosixReactorBase; typed as IReactorCore only
     pool = DbPool(engine, reactor)
+    messages = GroupCommit(pool, reactor)  # the links' messages: one fsync per group
 
     judging = Autoverification(config.rule_set, config.policy)
     released = ReleaseSignal()  # wakes the outbox workers after a release commits
@@ -415,7 +416,7 @@ def run_gateway(config: GatewayConfig, *,
                          autoverification=replace(judging, require_order=needs_order),
                          adopt_patients=link.unsolicited,
                          current_table=lambda: live.get(name), status=board,
-                         on_release=released.notify)
+                         on_release=released.notify, writer=messages)
 
     def recorder_for(link: LinkSpec, session: str) -> Recorder:
         return TeeRecorder(StoreRecorder(link.name, link.driver.name, link.transport, pool,
