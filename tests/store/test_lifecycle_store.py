@@ -333,3 +333,31 @@ def test_an_unmapped_result_is_never_validated_or_released(engine: Engine) -> No
     assert refused == ("test 'GLU' is not mapped to a local code: add it to the mapping "
                        "table, run `lis-gateway reprocess`, then validate")
     assert status(engine, rid).state is before is S.HELD
+
+
+def test_a_message_is_judged_in_order_and_reports_its_decisions(engine: Engine) -> None:
+    """Judging a whole message at once keeps per-result meaning.
+
+    A rerun of GLU later in the same message is delta-checked against the first
+    run (it fails the 2 mmol/L delta and is held); the StoredMessage carries each
+    judged result's state and how many were released (for the metrics and the
+    outbox wake-up); the QC row is stored but not judged.
+    """
+    av = Autoverification(load_rules(RULES), AUTORELEASE, driver="generic-astm")
+    rerun = result(value="8.9", completed_at="20261101083000")
+    with engine.begin() as conn:
+        stored = store_for_analyzer(conn, analyzer="cobas", family="roche_cobas",
+                                    protocol="astm", raw=RAW, received_at=T0,
+                                    results=[result(), qc_result("N"), rerun,
+                                             result(test="GLU2")],
+                                    autoverification=av)
+    first, _qc, second, other = stored.result_ids
+    assert stored.decisions == ("autoverified", "held", "autoverified")
+    assert stored.released == 2
+    assert status(engine, first).state is S.RELEASED
+    assert status(engine, other).state is S.RELEASED
+    held = status(engine, second)
+    assert held.state is S.HELD and any(r.startswith("glu-delta") for r in held.reasons)
+    with engine.begin() as conn:
+        outcomes = judgements.rule_outcomes(conn, held.version_id)
+    assert ("glu-delta", "hold") in {(rule, outcome) for rule, outcome, _d, _v in outcomes}
