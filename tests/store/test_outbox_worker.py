@@ -11,6 +11,7 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -20,6 +21,7 @@ from lis_gateway import metrics
 from lis_gateway.hl7.datatypes import HierarchicDesignator, MessageRoute
 from lis_gateway.hl7.message import parse_message
 from lis_gateway.hl7.mllp import FS, VT
+from lis_gateway.outbound import worker as worker_module
 from lis_gateway.outbound.channel import MllpChannel
 from lis_gateway.outbound.delivery import Backoff, EntryState
 from lis_gateway.outbound.sender import HisClient
@@ -45,9 +47,11 @@ class CountingPool:
     def __init__(self, engine: Engine) -> None:
         self._pool = NonThreadPool(engine)
         self.runs: list[str] = []
+        self.args: list[tuple[Any, ...]] = []
 
     def run(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         self.runs.append(fn.__name__)
+        self.args.append(args)
         return self._pool.run(fn, *args, **kwargs)
 
 
@@ -447,4 +451,25 @@ def test_an_unreachable_his_costs_an_attempt_per_timeout_and_the_metrics_move(
     assert gauge("lis_gateway_deliveries_total", destination=down,
                  status="not-sent") == 2
     assert len(rig.endpoint.attempts) == 1  # the one connection attempt, still hanging
+    rig.worker.stopService()
+
+
+def test_looks_start_at_the_mark_and_look_behind_it_once_a_poll_interval(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first look scans every event; looks woken in between start at the high-water
+    mark; once a poll interval a look starts LOOKBACK_EVENTS behind it."""
+    monkeypatch.setattr(worker_module, "LOOKBACK_EVENTS", 1)
+    users(engine)
+    released_sample(engine, "S1")
+    rig = Rig(engine)
+    rig.start()
+    rig.answer(b"AA")
+    with engine.begin() as conn:
+        mark = outbox.last_event_id(conn)
+    rig.worker.wake()
+    rig.clock.advance(0)
+    rig.clock.advance(2.0)  # the poll
+    looks = [args[2] for name, args in zip(rig.pool.runs, rig.pool.args, strict=True)
+             if name == "_look"]
+    assert looks == [0, mark, mark, mark - 1]
     rig.worker.stopService()
