@@ -52,7 +52,7 @@ FUZZ_SECONDS ?= 300
 fuzz: $(STAMP)
 	LIS_FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q tests/fuzz/test_atheris.py
 
-# `make bench` (about 8 min) or `make bench BENCH_ARGS=--quick` (about 4 min); results in
+# `make bench` (about 15 min) or `make bench BENCH_ARGS=--quick` (about 6 min); results in
 # bench/results/*.json. PostgreSQL is installed if missing; without it (offline) its rows
 # are reported as not measured and the rest still runs.
 bench: $(STAMP)

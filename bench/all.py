@@ -1,7 +1,7 @@
 """``make bench``: every benchmark, one after the other, in one command.
 
-    .venv/bin/python bench/all.py            # about 8 minutes on the 2-vCPU VM
-    .venv/bin/python bench/all.py --quick    # about 4 minutes, fewer repetitions/messages
+    .venv/bin/python bench/all.py            # about 15 minutes on the 2-vCPU VM
+    .venv/bin/python bench/all.py --quick    # about 6 minutes, fewer repetitions/messages
 
 1. ``bench/run.py``: the ASTM codec against python-astm 0.5.0 (CPU only);
 2. ``bench/hl7_bench.py``: HL7 ORU^R01 parse, build and ACK against python-hl7 and hl7apy;

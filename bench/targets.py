@@ -129,6 +129,34 @@ def patient_senders(seconds: float = 120.0) -> Iterator[float]:
         analyzers.REPLY_TIMEOUT, analyzers.BUSY_TRIES = timer, bids
 
 
+def soak_growth(trace: Sequence[dict[str, Any]], rss0_mib: float) -> dict[str, Any]:
+    """RSS growth of a soak from its samples (taken while the links sent).
+
+    The first sample comes after the caches warmed a little (SQLite's page cache,
+    SQLAlchemy's statement cache, the allocator's arenas); the slopes are least-squares
+    fits over the samples after the first one and over the second half, in bytes per
+    message, and extrapolated linearly to a million messages.
+    """
+    if not trace:
+        return {}
+    total = trace[-1]["messages"]
+    after = list(trace[1:])
+    half = [t for t in trace if t["messages"] >= total / 2]
+
+    def fit(points: Sequence[dict[str, Any]]) -> float:
+        return slope([t["messages"] for t in points], [t["rss_mib"] * MIB for t in points])
+
+    out = {"rss_first_sample_mib": trace[0]["rss_mib"], "rss_last_sample_mib": trace[-1]["rss_mib"],
+           "growth_mib": trace[-1]["rss_mib"] - rss0_mib,
+           "growth_after_first_sample_mib": trace[-1]["rss_mib"] - trace[0]["rss_mib"],
+           "slope_bytes_per_message_after_first": fit(after),
+           "slope_bytes_per_message_second_half": fit(half)}
+    for key in ("after_first", "second_half"):
+        out[f"extrapolated_1m_mib_{key}_slope"] = (
+            out[f"slope_bytes_per_message_{key}"] * 1e6 / MIB)
+    return out
+
+
 class RssSampler:
     """Samples a process's RSS every ``interval`` seconds in a thread (the peak and a trace)."""
 
@@ -671,38 +699,31 @@ class Targets(Bench):
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
             run.pop("eot_at")
-            trace.append({"messages": run["messages"], "s": run["wall_s"],
-                          "rss_mib": procs.rss_bytes(gw.pid) / MIB})
+            closed = procs.rss_bytes(gw.pid)  # the links have disconnected
             peak = procs.peak_rss_bytes(gw.pid)
             status = await loop.run_in_executor(None, gw.stop)
             counts = self.check_stored(gw, run["results"])
         finally:
             await loop.run_in_executor(None, gw.stop)
-        # the first half warms the caches (SQLite's page cache, SQLAlchemy's statement
-        # cache, the allocator's arenas); the slope is fitted over the second half
-        half = [t for t in trace if t["messages"] >= run["messages"] / 2]
-        per_msg = slope([t["messages"] for t in half], [t["rss_mib"] * MIB for t in half])
-        whole = slope([t["messages"] for t in trace], [t["rss_mib"] * MIB for t in trace])
         out = {"messages": run["messages"], "results_per_message": results, "links": links,
                "sample_every": every, "rss_start_mib": rss0 / MIB,
-               "rss_end_mib": trace[-1]["rss_mib"],
-               "growth_mib": trace[-1]["rss_mib"] - rss0 / MIB,
-               "growth_second_half_mib": (half[-1]["rss_mib"] - half[0]["rss_mib"]) if half
-               else None,
-               "slope_bytes_per_message_second_half": per_msg,
-               "slope_bytes_per_message_all": whole,
-               "extrapolated_1m_mib_second_half_slope": per_msg * 1e6 / MIB,
+               **soak_growth(trace, rss0 / MIB),
+               "rss_after_links_closed_mib": closed / MIB, "peak_rss_mib": peak / MIB,
                "messages_per_s": run["messages_per_s"], "wall_s": run["wall_s"],
-               "peak_rss_mib": peak / MIB,
+               "hours_for_1m": 1e6 / run["messages_per_s"] / 3600,
                "exit_status": status, "stored": counts, "trace": trace,
                "max_ms": run["max_ms"], "naks": run["naks"], "busy": run["busy"],
                "loadavg_before": run["loadavg_before"], "loadavg_after": run["loadavg_after"]}
         print(f"   {run['messages']} messages ({results} result each) at "
-              f"{run['messages_per_s']:.0f}/s: RSS {rss0 / MIB:.1f} -> "
-              f"{trace[-1]['rss_mib']:.1f} MiB; slope over the second half "
-              f"{per_msg:.1f} bytes/message -> {out['extrapolated_1m_mib_second_half_slope']:.1f}"
-              f" MiB per million (all: {whole:.1f} bytes/message); load "
-              f"{run['loadavg_before'][0]:.2f}->{run['loadavg_after'][0]:.2f}", flush=True)
+              f"{run['messages_per_s']:.0f}/s: RSS {rss0 / MIB:.1f} MiB at the start, "
+              f"{out['rss_first_sample_mib']:.1f} at the first sample, "
+              f"{out['rss_last_sample_mib']:.1f} at the last, {closed / MIB:.1f} after the "
+              f"links closed; slope {out['slope_bytes_per_message_second_half']:.1f} "
+              f"bytes/message over the second half -> "
+              f"{out['extrapolated_1m_mib_second_half_slope']:.1f} MiB per million "
+              f"(after the first sample: {out['slope_bytes_per_message_after_first']:.1f} "
+              f"bytes/message -> {out['extrapolated_1m_mib_after_first_slope']:.1f} MiB); "
+              f"load {run['loadavg_before'][0]:.2f}->{run['loadavg_after'][0]:.2f}", flush=True)
         return out
 
     @staticmethod
