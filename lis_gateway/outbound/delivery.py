@@ -15,7 +15,11 @@ each attempt the entry's fate follows from the destination's answer alone:
   exponential back-off with jitter, without limit. The back-off is capped
   (15 minutes by default) so that after an overnight outage the first
   results go out within one cap of the HIS coming back, and the jitter keeps
-  several gateways from hammering a recovering HIS in step.
+  several gateways from hammering a recovering HIS in step. For TIMEOUT,
+  CONNECTION_LOST and NOT_SENT (the destination unreachable) the outbox
+  worker applies the back-off to the whole destination instead and keeps the
+  entry due, so the oldest entry is still first when the HIS comes back
+  (:mod:`lis_gateway.outbound.worker`).
 
 No Twisted, no store: :func:`decide` is a pure function of its arguments.
 """

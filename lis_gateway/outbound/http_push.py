@@ -112,8 +112,11 @@ class HttpChannel(Service):
         if self._agent is not None:
             self._http = HTTPClient(self._agent, data_to_body_producer=BytesProducer)
             return
-        self._pool = HTTPConnectionPool(self._reactor, persistent=True)
-        self._pool.maxPersistentPerHost = 1
+        # A new connection per request: reusing a kept-alive one races with the server
+        # closing it, and the POST comes back connection-lost (twisted#7843), which a
+        # batch sending back to back hits at once. The price is a TCP (and TLS)
+        # handshake per message, small at a laboratory's rate.
+        self._pool = HTTPConnectionPool(self._reactor, persistent=False)
         self._http = HTTPClient(Agent(self._reactor, contextFactory=self._tls, pool=self._pool),
                                 data_to_body_producer=BytesProducer)
 

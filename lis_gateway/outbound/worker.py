@@ -22,11 +22,18 @@ flight (MLLP's original-mode ACKs allow no more):
 
 Then straight to the next batch; when nothing was due, a poll interval
 later, or at once when :meth:`OutboxWorker.wake` says a release was
-committed. A crash before 3 leaves the batch's entries pending, so they are
-sent again with the same control IDs (MSH-10, idempotency key, Observation
-identifier): at least once, recognisably. Stopping abandons the message in
-flight (it stays pending) and records the answers already received. Logs
-carry the entry id, control ID and status, never patient data.
+committed. When the destination could not be reached (no connection, no
+answer, connection lost) that is the destination's fault, not the entry's:
+the entry stays first in line (due at once, its attempt counted) and the
+whole worker waits out the back-off, growing with each such answer in a
+row, releases or not; so after an outage delivery resumes with the oldest
+entry, in order. An HIS that answers AE backs off only that entry.
+
+A crash before 3 leaves the batch's entries pending, so they are sent again
+with the same control IDs (MSH-10, idempotency key, Observation identifier):
+at least once, recognisably. Stopping abandons the message in flight (it
+stays pending) and records the answers already received. Logs carry the
+entry id, control ID and status, never patient data.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from lis_gateway.outbound.channel import Channel
 from lis_gateway.outbound.delivery import (
     DEFAULT_BACKOFF,
     Backoff,
+    Decision,
     DeliveryStatus,
     EntryState,
     decide,
@@ -109,6 +117,7 @@ class _Batch:
     delivered: list[tuple[int, datetime]] = field(default_factory=list)  #: result id, when
     held: set[str] = field(default_factory=set)  #: samples whose later entries wait
     over: bool = False  #: send nothing more (destination unreachable, or stopping)
+    pause: float = 0.0  #: seconds before the next look (the destination is unreachable)
     looping: bool = False  #: inside _send's loop (an answer that came at once continues it)
 
 
@@ -148,6 +157,8 @@ class OutboxWorker(Service):
         self._depth_at: float | None = None  # when the depth metrics were last read
         self._busy = False
         self._woken = False  # wake() while busy: look again as soon as the loop is idle
+        self._unreachable = 0  # answers in a row saying the destination cannot be reached
+        self._paused_until = 0.0  # no look before this (clock seconds), wake() or not
         self._sending: Deferred[DeliveryReport] | None = None
         #: Fires when the loop is idle after stopService.
         self._idle: Deferred[None] | None = None
@@ -181,8 +192,8 @@ class OutboxWorker(Service):
         Cheap and coalesced: while a look or a batch is under way, one more look
         follows it at once; while idle, the pending poll is brought forward.
         """
-        if not self.running:
-            return
+        if not self.running or self._clock.seconds() < self._paused_until:
+            return  # the destination is unreachable: its back-off decides, not releases
         if self._busy:
             self._woken = True
             return
@@ -220,6 +231,13 @@ class OutboxWorker(Service):
             return
         self._busy, self._woken = True, False
         now = self._clock.seconds()
+        if now < self._paused_until:  # unreachable: keep the depth and age metrics moving
+            paused = self._pool.run(outbox.depth, self.destination, self._now())
+            paused.addCallback(self._publish)
+            paused.addCallback(lambda _: self._done(
+                min(self.poll_interval, max(0.0, self._paused_until - self._clock.seconds()))))
+            paused.addErrback(self._failed, "outbox-read-failed")
+            return
         with_depth = self._depth_at is None or now - self._depth_at >= DEPTH_INTERVAL
         d = self._pool.run(_look, self.destination, self._now(), self._after(now),
                            self.batch_size, with_depth)
@@ -229,14 +247,17 @@ class OutboxWorker(Service):
     def _got(self, look: _Look) -> None:
         self._mark = look.mark
         if look.depth is not None:
-            self._depth_at = self._clock.seconds()
-            metrics.OUTBOX_DEPTH.labels(self.destination, "pending").set(look.depth.pending)
-            metrics.OUTBOX_DEPTH.labels(self.destination, "dead").set(look.depth.dead)
-            metrics.OUTBOX_OLDEST.labels(self.destination).set(look.depth.oldest_seconds)
+            self._publish(look.depth)
         if not look.items:
             self._done(self.poll_interval)
             return
         self._send(_Batch(deque(look.items)))
+
+    def _publish(self, depth: outbox.Depth) -> None:
+        self._depth_at = self._clock.seconds()
+        metrics.OUTBOX_DEPTH.labels(self.destination, "pending").set(depth.pending)
+        metrics.OUTBOX_DEPTH.labels(self.destination, "dead").set(depth.dead)
+        metrics.OUTBOX_OLDEST.labels(self.destination).set(depth.oldest_seconds)
 
     def _send(self, batch: _Batch) -> None:
         """Send the batch's entries in turn until one waits for its answer; then record."""
@@ -312,6 +333,15 @@ class OutboxWorker(Service):
         now = self._clock.seconds()
         attempts = entry.attempts + 1
         decision = decide(status, attempts, now, self._rand(), self._backoff)
+        if status in _UNREACHABLE:
+            # The destination's fault, not the entry's: the entry stays first in line
+            # (due now, its attempts counted) and the whole destination waits out the
+            # back-off, so delivery resumes with the oldest entry when it comes back.
+            self._unreachable += 1
+            batch.pause = self._backoff.delay(self._unreachable, self._rand())
+            decision = Decision(EntryState.PENDING, now)
+        else:
+            self._unreachable = 0
         at = datetime.fromtimestamp(now, UTC)
         nxt = (at + timedelta(seconds=decision.next_attempt_at - now)
                if decision.next_attempt_at is not None else None)
@@ -339,6 +369,9 @@ class OutboxWorker(Service):
             if result_id in received:
                 metrics.END_TO_END.labels(self.destination).observe(
                     max(0.0, (at - received[result_id]).total_seconds()))
+        if batch.pause:  # the next tick reads the depth; a look follows the pause
+            self._paused_until = self._clock.seconds() + batch.pause
+            self._woken = False
         self._done(0)
 
     def _failed(self, failure: Failure, event: str) -> None:

@@ -378,8 +378,10 @@ def test_a_sample_waiting_for_a_retry_holds_back_its_later_entries(engine: Engin
     rig.worker.stopService()
 
 
-def test_silence_ends_the_batch_and_the_next_look_goes_on(engine: Engine) -> None:
-    """No ACK for S1: TIMEOUT at the deadline, recorded; S2 goes in the next batch."""
+def test_silence_ends_the_batch_and_the_oldest_entry_stays_first(engine: Engine) -> None:
+    """No ACK for S1: TIMEOUT at the deadline, recorded; the destination (not the entry)
+    backs off, so after the pause S1 goes again, same control ID, and then S2, in order.
+    A release during the pause does not cut it short."""
     users(engine)
     released_sample(engine, "S1")
     released_sample(engine, "S2", raw=RAW + b"2")
@@ -387,13 +389,23 @@ def test_silence_ends_the_batch_and_the_next_look_goes_on(engine: Engine) -> Non
     rig.start()
     assert len(rig.sent()) == 1
     rig.clock.advance(30.0)
-    assert rig.pool.runs == ["_look", "_record", "_look"]
-    rig.answer(b"AA")
+    assert rig.pool.runs == ["_look", "_record", "depth"]  # paused: depth only
+    [first, second] = rig.entries()
+    assert (first.accession, first.state, first.attempts, first.last_status) == (
+        "S1", EntryState.PENDING, 1, "timeout")
+    assert second.attempts == 0
+    rig.worker.wake()
+    rig.clock.advance(2.0)
+    assert rig.pool.runs[-1] == "depth" and len(rig.sent()) == 1  # still paused (5 s)
+    rig.clock.advance(3.0)
+    assert rig.pool.runs[-1] == "_look"
     entries = by_test(rig)
-    assert control_ids(rig) == [entries["S1", "GLU"].control_id,
-                                entries["S2", "GLU"].control_id]
-    assert [(e.accession, e.state, e.last_status) for e in rig.entries()] == [
-        ("S1", EntryState.PENDING, "timeout"), ("S2", EntryState.DELIVERED, "delivered")]
+    rig.answer(b"AA")
+    rig.answer(b"AA")
+    assert control_ids(rig) == [entries["S1", "GLU"].control_id] * 2 + [
+        entries["S2", "GLU"].control_id]
+    assert [(e.accession, e.state, e.attempts) for e in rig.entries()] == [
+        ("S1", EntryState.DELIVERED, 2), ("S2", EntryState.DELIVERED, 1)]
     rig.worker.stopService()
 
 
@@ -446,7 +458,8 @@ def test_an_unreachable_his_costs_an_attempt_per_timeout_and_the_metrics_move(
         rig.clock.advance(1.0)
     [entry] = rig.entries()
     assert (entry.attempts, entry.last_status) == (2, "not-sent")
-    assert gauge("lis_gateway_outbox_oldest_pending_seconds", destination=down) == 66
+    # read right after each attempt, and every poll interval while paused
+    assert gauge("lis_gateway_outbox_oldest_pending_seconds", destination=down) == 65
     assert gauge("lis_gateway_outbox_pending", destination=down, state="pending") == 1
     assert gauge("lis_gateway_deliveries_total", destination=down,
                  status="not-sent") == 2
