@@ -17,8 +17,9 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 FRAMES = Counter("lis_gateway_frames", "ASTM frames received, by analyzer and outcome "
                  "(accepted, rejected, duplicate)", ["analyzer", "outcome"], registry=REGISTRY)
-FRAME_REJECTIONS = Counter("lis_gateway_frame_rejections", "ASTM frames answered NAK, by "
-                           "analyzer and reason (checksum, frame-number, ...)",
+FRAME_REJECTIONS = Counter("lis_gateway_frame_rejections", "ASTM frames (and ENQs: "
+                           "enq-busy) answered NAK, by analyzer and reason (checksum, "
+                           "frame-number, enq-busy, ...)",
                            ["analyzer", "reason"], registry=REGISTRY)
 MESSAGES = Counter("lis_gateway_messages", "Messages from analyzers, by analyzer and outcome "
                    "(stored, repeat, failed, incomplete)", ["analyzer", "outcome"],
