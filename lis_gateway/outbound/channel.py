@@ -43,6 +43,10 @@ class Channel(Protocol):
     def send(self, payload: bytes, control_id: str) -> Deferred[DeliveryReport]:
         """Send one payload; fires with what became of it (cancellable)."""
 
+    def reachable(self) -> Deferred[None] | None:
+        """Fires when the destination is seen reachable (a connection is up), or None
+        when the channel cannot tell (no standing connection: HTTP, files)."""
+
     def startService(self) -> None:
         """Start connecting."""
 
@@ -70,6 +74,10 @@ class MllpChannel(Service):
     def send(self, payload: bytes, control_id: str) -> Deferred[DeliveryReport]:
         """Send and wait for the ACK whose MSA-2 is the message's MSH-10."""
         return self.client.send(payload)
+
+    def reachable(self) -> Deferred[None]:
+        """Fires when the connection to the HIS is up (the client reconnects by itself)."""
+        return self.client.connected()
 
     def startService(self) -> None:
         """Connect (and reconnect by itself)."""

@@ -63,6 +63,10 @@ class FileChannel(Service):
         self.directory, self.extension, self.build = directory, extension, build
         self._reactor = reactor
 
+    def reachable(self) -> None:
+        """A directory has no connection: the worker's back-off alone decides."""
+        return None
+
     def send(self, payload: bytes, control_id: str) -> Deferred[DeliveryReport]:
         """Write the file in a thread; fires with a report."""
         name = f"{control_id}.{self.extension}"

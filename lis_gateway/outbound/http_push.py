@@ -129,6 +129,10 @@ class HttpChannel(Service):
         closed: Deferred[None] = pool.closeCachedConnections()
         return closed
 
+    def reachable(self) -> None:
+        """No standing connection: the worker's back-off alone decides."""
+        return None
+
     def send(self, payload: bytes, control_id: str) -> Deferred[DeliveryReport]:
         """POST one payload; fires with a report (cancelling gives CancelledError)."""
         if self._http is None:

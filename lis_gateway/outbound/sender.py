@@ -310,6 +310,10 @@ class HisClient(Service):
         self.client.startService()
         self._pump()
 
+    def connected(self) -> Deferred[None]:
+        """Fires once a connection to the HIS is up (at once when one is); fails on stop."""
+        return self.client.whenConnected().addCallback(lambda _proto: None)
+
     def stopService(self) -> Deferred[None]:
         """Close the connection; queued messages are reported NOT_SENT."""
         super().stopService()

@@ -26,8 +26,10 @@ committed. When the destination could not be reached (no connection, no
 answer, connection lost) that is the destination's fault, not the entry's:
 the entry stays first in line (due at once, its attempt counted) and the
 whole worker waits out the back-off, growing with each such answer in a
-row, releases or not; so after an outage delivery resumes with the oldest
-entry, in order. An HIS that answers AE backs off only that entry.
+row, releases or not, until the channel sees the destination again
+(:meth:`~lis_gateway.outbound.channel.Channel.reachable`); so after an
+outage delivery resumes with the oldest entry, in order. An HIS that
+answers AE backs off only that entry.
 
 A crash before 3 leaves the batch's entries pending, so they are sent again
 with the same control IDs (MSH-10, idempotency key, Observation identifier):
@@ -159,6 +161,7 @@ class OutboxWorker(Service):
         self._woken = False  # wake() while busy: look again as soon as the loop is idle
         self._unreachable = 0  # answers in a row saying the destination cannot be reached
         self._paused_until = 0.0  # no look before this (clock seconds), wake() or not
+        self._reach: Deferred[None] | None = None  # ends the pause when the HIS is back
         self._sending: Deferred[DeliveryReport] | None = None
         #: Fires when the loop is idle after stopService.
         self._idle: Deferred[None] | None = None
@@ -180,6 +183,8 @@ class OutboxWorker(Service):
         self._call = None
         if self._sending is not None:
             self._sending.cancel()
+        if self._reach is not None:
+            self._reach.cancel()
         stopped = self._channel.stopService()
         if not self._busy:
             return stopped
@@ -372,7 +377,28 @@ class OutboxWorker(Service):
         if batch.pause:  # the next tick reads the depth; a look follows the pause
             self._paused_until = self._clock.seconds() + batch.pause
             self._woken = False
+            self._watch_reachable()
         self._done(0)
+
+    def _watch_reachable(self) -> None:
+        """End the pause as soon as the channel sees the destination again."""
+        if self._reach is not None:
+            return
+        reach = self._channel.reachable()
+        if reach is None:
+            return
+        self._reach = reach
+        reach.addCallbacks(self._reachable_again, lambda _failure: None)
+        reach.addBoth(self._reach_settled)
+
+    def _reach_settled(self, _: object) -> None:
+        self._reach = None
+
+    def _reachable_again(self, _: object) -> None:
+        if self._clock.seconds() < self._paused_until:
+            self._log.info("destination-reachable-again")
+            self._paused_until = 0.0
+            self.wake()
 
     def _failed(self, failure: Failure, event: str) -> None:
         # Only the exception's type: database errors quote statement parameters,

@@ -166,8 +166,11 @@ def test_his_down_twelve_hours_queues_everything_and_resumes_in_order(
 
     endpoint.up = True
     answered: list[bytes] = []
-    for _second in range(30 * 60):
+    first_sent: int | None = None
+    for second in range(30 * 60):
         clock.advance(1.0)
+        if first_sent is None and endpoint.sent():
+            first_sent = second + 1
         for message in endpoint.sent()[len(answered):]:
             answered.append(message)
             endpoint.protocols[-1].dataReceived(his_ack(control_id(message).encode(), b"AA"))
@@ -182,6 +185,9 @@ def test_his_down_twelve_hours_queues_everything_and_resumes_in_order(
     # destination backed off, not the entries, so every other entry went once, in order.
     assert 12 * HOUR / (900 + 30) <= delivered[0].attempts <= 12 * HOUR / 30
     assert all(e.attempts == 1 for e in delivered[1:])
+    # the worker's pause (up to the 15 min cap) ends when the client reconnects, which
+    # it retries at most 60 s (and a second of jitter) apart
+    assert first_sent is not None and first_sent <= 62
     worker.stopService()
 
 
