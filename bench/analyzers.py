@@ -74,11 +74,15 @@ async def _reply(reader: asyncio.StreamReader) -> bytes:
 
 async def send_messages(port: int, messages: Iterable[Message], start: asyncio.Event,
                         *, gap: float = 0.0, duration: float | None = None,
-                        stats: LinkStats | None = None) -> LinkStats:
+                        stats: LinkStats | None = None, period: float = 0.0,
+                        offset: float = 0.0) -> LinkStats:
     """Connect, wait for ``start``, send ``messages``; ``gap`` seconds between them.
 
     ``duration``: start no new message after that many seconds. ``stats``: fill this
-    one (another thread may read its counters while the link runs).
+    one (another thread may read its counters while the link runs). ``period``:
+    start message n at ``offset + n * period`` seconds after the start instead
+    (a steady rate whatever each transfer takes; links given different offsets
+    are spread over the period rather than sending in step).
     """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sock = writer.get_extra_info("socket")
@@ -88,7 +92,9 @@ async def send_messages(port: int, messages: Iterable[Message], start: asyncio.E
     try:
         await start.wait()
         stats.started = clock()
-        for msg in messages:
+        for n, msg in enumerate(messages):
+            if period:
+                await asyncio.sleep(max(0.0, stats.started + offset + n * period - clock()))
             if duration is not None and clock() - stats.started >= duration:
                 break
             for _ in range(BUSY_TRIES):  # busy (NAK to ENQ): wait and bid again (E1381)
@@ -134,16 +140,19 @@ async def send_messages(port: int, messages: Iterable[Message], start: asyncio.E
 
 async def run_links(ports: Sequence[int], plan: Sequence[Iterable[Message]], *,
                     gap: float = 0.0, duration: float | None = None,
-                    stats: Sequence[LinkStats] | None = None) -> list[LinkStats]:
+                    stats: Sequence[LinkStats] | None = None,
+                    period: float = 0.0) -> list[LinkStats]:
     """All links connect first, then start together; one ``LinkStats`` per link.
 
-    ``duration`` and ``stats`` as for :func:`send_messages` (``stats``: one per link).
+    ``duration`` and ``stats`` as for :func:`send_messages` (``stats``: one per link);
+    with ``period``, link i starts its messages ``i * period / links`` into each period.
     """
     start = asyncio.Event()
     each = stats if stats is not None else [LinkStats() for _ in ports]
     tasks = [asyncio.ensure_future(send_messages(port, msgs, start, gap=gap,
-                                                 duration=duration, stats=st))
-             for port, msgs, st in zip(ports, plan, each, strict=True)]
+                                                 duration=duration, stats=st, period=period,
+                                                 offset=i * period / len(ports)))
+             for i, (port, msgs, st) in enumerate(zip(ports, plan, each, strict=True))]
     await asyncio.sleep(0.3)  # every connection is accepted before the clock starts
     for task in tasks:
         if task.done():

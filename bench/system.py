@@ -144,12 +144,14 @@ class Runner:
 
     async def arun(self, ports: Sequence[int], plan: Sequence[Iterable[workload.Message]], *,
                    gap: float = 0.0, duration: float | None = None,
-                   stats: Sequence[analyzers.LinkStats] | None = None) -> dict[str, Any]:
-        """:meth:`run` in the running loop; ``duration`` and ``stats`` as in analyzers."""
+                   stats: Sequence[analyzers.LinkStats] | None = None,
+                   period: float = 0.0) -> dict[str, Any]:
+        """:meth:`run` in the running loop; ``duration``, ``stats``, ``period`` as in analyzers."""
         load_before = procs.loadavg()
         cpu0, client0 = procs.cpu_seconds(self.server_pid), client_cpu()
         extra0 = self.extra_cpu() if self.extra_cpu else 0.0
-        stats = await analyzers.run_links(ports, plan, gap=gap, duration=duration, stats=stats)
+        stats = await analyzers.run_links(ports, plan, gap=gap, duration=duration, stats=stats,
+                                          period=period)
         self.last_stats = stats
         cpu1, client1 = procs.cpu_seconds(self.server_pid), client_cpu()
         extra1 = self.extra_cpu() if self.extra_cpu else 0.0

@@ -9,6 +9,10 @@ Run from the repository root with the project's interpreter::
 Scenarios (every sample in ``bench/results/targets.json``; the gateway launcher,
 the analyzers, the HIS and the statistics are ``bench/system.py``'s):
 
+* ``paced``: T2 and T3 as the targets define them: 100 analyzers together sending
+  100 messages/s (each a 20-result message about once a second), frame ACK,
+  final-frame ACK and ENQ latency, and the gateway's CPU share; the flat-out
+  runs of ``bench/system.py`` measure the same latencies at saturation instead.
 * ``stall``: frame ACK latency (p50, p99, max) of 100 analyzers sending while
   (a) another process holds SQLite's write lock for a few seconds, (b) the HIS
   stops answering (accepts and reads, never ACKs); each against the 1 s bound.
@@ -218,6 +222,50 @@ class Targets(Bench):
         if counts["results"] != acknowledged:
             raise BenchError(f"{acknowledged} results acknowledged, {counts['results']} stored")
         return counts
+
+    # -- paced: 100 links at an aggregate 100 messages/s (T2's and T3's condition)
+
+    def paced(self) -> dict[str, Any]:
+        with patient_senders():
+            return asyncio.run(self._paced())
+
+    async def _paced(self) -> dict[str, Any]:
+        links, rate = 100, 100.0
+        duration = 8.0 if self.quick else 20.0
+        names = [f"p{i:03d}" for i in range(links)]
+        gw = self.gateway("paced", [Analyzer(n) for n in names])
+        loop = asyncio.get_running_loop()
+        runs: list[dict[str, Any]] = []
+        try:
+            await loop.run_in_executor(None, gw.start)
+            runner = Runner(gw.pid)
+            ports = [gw.ports[n] for n in names]
+            sent = await loop.run_in_executor(None, warm_up, runner, ports, "PW")
+            for rep in range(self.reps):
+                # each link: one message a second (links / rate), the links spread over it
+                run = await runner.arun(ports, [stream(f"P{rep}", i, 20) for i in range(links)],
+                                        period=links / rate, duration=duration)
+                run.pop("eot_at")
+                run["server_cpu_share"] = run["server_cpu_s"] / run["wall_s"]
+                runs.append(run)
+                sent += run["results"]
+                print(f"   rep {rep + 1}: {run['messages_per_s']:.0f} msgs/s from {links} "
+                      f"links; frame ACK p50 {run['frame_ack']['p50_ms']:.3f} ms p99 "
+                      f"{run['frame_ack']['p99_ms']:.2f} ms max {run['max_ms']['frame']:.1f} "
+                      f"ms; final p50 {run['final_frame_ack']['p50_ms']:.1f} ms p99 "
+                      f"{run['final_frame_ack']['p99_ms']:.1f} ms; ENQ p99 "
+                      f"{run['enq_ack']['p99_ms']:.2f} ms; gateway CPU "
+                      f"{run['server_cpu_share'] * 100:.0f}% of a core; load "
+                      f"{run['loadavg_before'][0]:.2f}->{run['loadavg_after'][0]:.2f}",
+                      flush=True)
+            status = await loop.run_in_executor(None, gw.stop)
+            stored = self.check_stored(gw, sent)
+        finally:
+            await loop.run_in_executor(None, gw.stop)
+        summary = system.summarize_runs(runs)
+        summary["server_cpu_share"] = spread([r["server_cpu_share"] for r in runs])
+        return {"links": links, "target_messages_per_s": rate, "duration_s": duration,
+                "exit_status": status, "stored": stored, "summary": summary, "runs": runs}
 
     # -- stall: the database locked, the HIS silent
 
@@ -771,6 +819,7 @@ def web_port(gw: Gateway) -> int:
 
 def targets_plan(bench: Targets) -> system.Plan:
     return [
+        ("paced", bench.paced),
         ("stall", bench.stall),
         ("outage-drain", bench.outage_drain),
         ("logging", bench.logging),
