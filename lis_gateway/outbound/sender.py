@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import structlog
 from structlog.typing import FilteringBoundLogger
+from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import (
@@ -239,6 +240,17 @@ class _Queued:
         self.deadline = None
 
 
+#: Most seconds between attempts to reconnect to the HIS. A connection attempt costs
+#: the HIS next to nothing, and the outbox resumes when one succeeds
+#: (``Channel.reachable``), so this bounds how long results wait once it is back.
+HIS_RECONNECT_MAX = 10.0
+
+
+def his_retry_policy() -> RetryPolicy:
+    """Reconnecting to the HIS: 1 s growing by half to at most :data:`HIS_RECONNECT_MAX`."""
+    return backoffPolicy(initialDelay=1.0, maxDelay=HIS_RECONNECT_MAX, factor=1.5)
+
+
 class HisClient(Service):
     """Keeps one MLLP connection to the HIS open and sends queued messages in order.
 
@@ -252,7 +264,7 @@ class HisClient(Service):
         ack_timeout: seconds each message has, from when it is next in line, to be
             acknowledged (the wait for a connection included).
         default_encoding: for ACKs without MSH-18.
-        retry_policy: reconnect delays; the analyzer-link default when None.
+        retry_policy: reconnect delays; :func:`his_retry_policy` when None.
         recorders: gives each connection (by session id) its wire recorder.
         log: a logger bound to the HIS link.
     """
@@ -269,7 +281,8 @@ class HisClient(Service):
         self._log: FilteringBoundLogger = (
             log if log is not None else structlog.get_logger("lis_gateway.his"))
         self.client = make_client_service(endpoint, self._build, clock,
-                                          retry_policy=retry_policy, log=self._log)
+                                          retry_policy=retry_policy or his_retry_policy(),
+                                          log=self._log)
         self._queue: deque[_Queued] = deque()
         self._current: _Queued | None = None
         self._waiting = False  # a whenConnected() Deferred is outstanding
