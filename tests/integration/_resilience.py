@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 from lis_gateway.astm.constants import STX
 from lis_gateway.astm.events import MessageSent, SendFailed
 from lis_gateway.astm.link import LinkConfig, LinkConnection, Role
+from lis_gateway.store import outbox
 from lis_gateway.store.engine import make_engine
 from lis_gateway.store.repository import results_for_sample
 
@@ -230,6 +232,28 @@ def sample_and_test(message: bytes) -> tuple[str, str]:
     segments = {seg.split(b"|", 1)[0]: seg.split(b"|") for seg in message.split(b"\r") if seg}
     return (segments[b"OBR"][3].split(b"^")[0].decode(),
             segments[b"OBX"][3].split(b"^")[0].decode())
+
+
+def outbox_entries(url: str) -> list[outbox.OutboxEntry]:
+    """The outbox of the store at ``url``, read with an engine of its own."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            return outbox.entries(conn)
+    finally:
+        engine.dispose()
+
+
+def in_sample_order(received: list[bytes], url: str) -> bool:
+    """Each sample's control IDs first reached the HIS in the order of their entries."""
+    order = {e.control_id: e.id for e in outbox_entries(url)}
+    per_sample: dict[str, list[str]] = defaultdict(list)
+    for message in received:
+        sample, _test = sample_and_test(message)
+        if control_id(message) not in per_sample[sample]:
+            per_sample[sample].append(control_id(message))
+    return all([order[c] for c in ids] == sorted(order[c] for c in ids)
+               for ids in per_sample.values())
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ loopback TCP, :class:`tests.mllp_his.MllpHis` as the HIS (plain sockets).
 from __future__ import annotations
 
 import socket
-from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
@@ -17,15 +16,14 @@ import pytest
 
 from lis_gateway.outbound.delivery import EntryState
 from lis_gateway.simulator import CHEMISTRY, chemistry_message
-from lis_gateway.store import outbox
-from lis_gateway.store.engine import make_engine
 from tests.mllp_his import MllpHis
 
 from ._resilience import (
     SocketLine,
     control_id,
     free_port,
-    sample_and_test,
+    in_sample_order,
+    outbox_entries,
     send_messages,
     wait_for,
     write_config,
@@ -34,27 +32,6 @@ from .test_crash import Gateway
 
 WHEN = datetime(2024, 5, 6, 7, 8, 9)
 TESTS = len(CHEMISTRY)
-
-
-def entries(url: str) -> list[outbox.OutboxEntry]:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            return outbox.entries(conn)
-    finally:
-        engine.dispose()
-
-
-def in_sample_order(received: list[bytes], url: str) -> bool:
-    """Each sample's control IDs first arrived in the order of their entries."""
-    order = {e.control_id: e.id for e in entries(url)}
-    per_sample: dict[str, list[str]] = defaultdict(list)
-    for message in received:
-        sample, _test = sample_and_test(message)
-        if control_id(message) not in per_sample[sample]:
-            per_sample[sample].append(control_id(message))
-    return all([order[c] for c in ids] == sorted(order[c] for c in ids)
-               for ids in per_sample.values())
 
 
 @pytest.mark.integration
@@ -73,14 +50,14 @@ def test_an_his_not_listening_costs_attempts_and_delivery_resumes(tmp_path: Path
         messages = [chemistry_message(n, WHEN) for n in range(1, 4)]
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             assert send_messages(SocketLine(sock), messages, timeout=60).acked == messages
-        wait_for(lambda: any(e.attempts >= 2 for e in entries(url)),
+        wait_for(lambda: any(e.attempts >= 2 for e in outbox_entries(url)),
                  "a second attempt while the HIS is away")
-        tried = [e for e in entries(url) if e.attempts]
+        tried = [e for e in outbox_entries(url) if e.attempts]
         assert {(e.state, e.last_status, e.last_error) for e in tried} == {
             (EntryState.PENDING, "not-sent", "no connection to the HIS within 1 s")}
-        assert len(entries(url)) == len(messages) * TESTS  # all queued meanwhile
+        assert len(outbox_entries(url)) == len(messages) * TESTS  # all queued meanwhile
         his = MllpHis(port=his_port)
-        wait_for(lambda: {e.state for e in entries(url)} == {EntryState.DELIVERED},
+        wait_for(lambda: {e.state for e in outbox_entries(url)} == {EntryState.DELIVERED},
                  "delivery once the HIS listens")
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")
@@ -107,12 +84,12 @@ def test_a_silent_his_times_out_and_gets_the_message_again(tmp_path: Path) -> No
         message = chemistry_message(1, WHEN)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             assert send_messages(SocketLine(sock), [message], timeout=60).acked == [message]
-        wait_for(lambda: len(entries(url)) == TESTS and {
-            e.state for e in entries(url)} == {EntryState.DELIVERED}, "delivery")
+        wait_for(lambda: len(outbox_entries(url)) == TESTS and {
+            e.state for e in outbox_entries(url)} == {EntryState.DELIVERED}, "delivery")
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")
         his.close()
-    first, *rest = entries(url)
+    first, *rest = outbox_entries(url)
     assert (first.attempts, first.last_status) == (3, "delivered")
     assert {e.attempts for e in rest} == {1}
     received = [control_id(m) for m in his.messages()]

@@ -23,7 +23,6 @@ import sqlite3
 import threading
 import time
 import tty
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -64,7 +63,8 @@ from ._resilience import (
     cli_json,
     control_id,
     free_port,
-    sample_and_test,
+    in_sample_order,
+    outbox_entries,
     send_messages,
     stored_tests,
     wait_for,
@@ -213,12 +213,12 @@ def test_his_not_listening_then_back_the_real_gateway_delivers_everything(
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             exchange = send_messages(SocketLine(sock), messages, timeout=60)
         assert exchange.acked == messages  # ingest does not wait for the HIS
-        wait_for(lambda: len(_url_entries(url)) == len(messages) * len(TESTS),
+        wait_for(lambda: len(outbox_entries(url)) == len(messages) * len(TESTS),
                  "every released result queued")
         time.sleep(3)  # the HIS stays down a while; asserts nothing
-        assert {e.state for e in _url_entries(url)} == {EntryState.PENDING}
+        assert {e.state for e in outbox_entries(url)} == {EntryState.PENDING}
         his = MllpHis(port=his_port)
-        wait_for(lambda: {e.state for e in _url_entries(url)} == {EntryState.DELIVERED},
+        wait_for(lambda: {e.state for e in outbox_entries(url)} == {EntryState.DELIVERED},
                  "delivery after the HIS came back")
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")
@@ -227,24 +227,9 @@ def test_his_not_listening_then_back_the_real_gateway_delivers_everything(
     assert his is not None
     received = his.messages()
     assert len({control_id(m) for m in received}) == len(messages) * len(TESTS)
-    per_sample: dict[str, list[str]] = defaultdict(list)
-    for message in received:
-        sample, _test = sample_and_test(message)
-        if control_id(message) not in per_sample[sample]:
-            per_sample[sample].append(control_id(message))
-    order = {e.control_id: e.id for e in _url_entries(url)}
-    assert all([order[c] for c in ids] == sorted(order[c] for c in ids)
-               for ids in per_sample.values())
+    assert in_sample_order(received, url)
     rows = cli_json(config, "reconcile")
     assert {r["destinations"][0]["where"] for r in rows} == {"delivered"}
-
-
-def _url_entries(url: str) -> list[outbox.OutboxEntry]:
-    engine = make_engine(url)
-    try:
-        return _entries(engine)
-    finally:
-        engine.dispose()
 
 
 # ------------------------------------------------------------------ the database unavailable
