@@ -210,11 +210,12 @@ class StoreSink:
             judging = None if judging is None else replace(judging, table=table)
         results = normalize_rows(rows, self._driver, table)
         patients = analyzer_patients(rows) if self._adopt_patients else None
-        d = self._writer.run(store_for_analyzer, analyzer=self.name, family=self._driver.name,
-                           protocol=protocol, raw=msg.raw, received_at=self._utcnow(),
-                           results=results, autoverification=judging,
-                           problems=[str(p) for p in msg.problems],
-                           analyzer_patients=patients)
+        d = self._writer.run(store_for_analyzer, analyzer=self.name,
+                             family=self._driver.name, protocol=protocol, raw=msg.raw,
+                             received_at=self._utcnow(), results=results,
+                             autoverification=judging,
+                             problems=[str(p) for p in msg.problems],
+                             analyzer_patients=patients)
         d.addCallback(self._stored, len(msg.raw))
         d.addErrback(self._not_stored)
         return cast("Deferred[object]", d)
