@@ -27,14 +27,6 @@ from .audit import AuditItem, append_audit, append_audit_many
 from .repository import ResultInfo, get_result, list_results
 
 
-def add_rule_outcome(conn: Connection, version_id: int, rule: str, outcome: str,
-                     at: datetime, detail: str = "") -> int:
-    """Record one rule's outcome on a result version."""
-    return int(primary_key(conn.execute(insert(s.rule_outcomes).values(
-        result_version_id=version_id, rule=rule, outcome=outcome, detail=detail,
-        at=require_aware(at, "at"))))[0])
-
-
 def add_validation_event(conn: Connection, version_id: int, action: str, user_id: int | None,
                          at: datetime, comment: str = "", source: str = "") -> int:
     """Record a validation step (validated, rejected, rerun, released) and audit it."""

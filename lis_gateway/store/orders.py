@@ -186,17 +186,13 @@ def order_problems(conn: Connection, message_id: int) -> tuple[str, ...]:
     return tuple(json.loads(raw))
 
 
-def order_hold_reason(conn: Connection, accession: str, test_code: str) -> str:
+def hold_reason(ordered: Sequence[OrderedTest], accession: str, test_code: str) -> str:
     """Why a result of ``test_code`` on ``accession`` has no order ("" when it has one).
 
-    ``test_code`` is the local code (what the HIS orders); a result that is
-    not mapped has none, and only the sample's order is checked.
+    ``ordered`` is the sample's :func:`ordered_tests`; ``test_code`` is the local
+    code (what the HIS orders); a result that is not mapped has none, and only
+    the sample's order is checked.
     """
-    return hold_reason(ordered_tests(conn, accession), accession, test_code)
-
-
-def hold_reason(ordered: Sequence[OrderedTest], accession: str, test_code: str) -> str:
-    """:func:`order_hold_reason` from the sample's :func:`ordered_tests`, already read."""
     tests = [t for t in ordered if t.status == ORDERED]
     if not tests:
         return f"no order: sample {accession} has no order from the HIS"

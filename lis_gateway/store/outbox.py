@@ -27,8 +27,7 @@ from lis_gateway.store._common import NotFoundError, StoreError, as_utc, require
 from lis_gateway.store.audit import append_audit
 from lis_gateway.store.orders import ORDERED
 from lis_gateway.store.patients import ANALYZER
-from lis_gateway.store.repository import ResultContent, ResultVersion
-from lis_gateway.store.repository import _version as version_of_row
+from lis_gateway.store.repository import ResultContent, ResultVersion, version_from_row
 
 #: Entry kinds: the version itself, or the order to delete it after a retraction.
 RESULT = "result"
@@ -446,7 +445,7 @@ def payloads(conn: Connection, batch: Sequence[OutboxEntry]) -> dict[int, Outbou
     version_ids = sorted({e.result_version_id for e in batch})
     result_ids = sorted({e.result_id for e in batch})
     v, ev, u, r = s.result_versions, s.validation_events, s.users, s.results
-    versions: dict[int, ResultVersion] = {row.id: version_of_row(row) for row in conn.execute(
+    versions: dict[int, ResultVersion] = {row.id: version_from_row(row) for row in conn.execute(
         select(v).where(v.c.id.in_(version_ids))).all()}
     samples = {row.accession: row for row in conn.execute(select(s.samples).where(
         s.samples.c.accession.in_(sorted({e.accession for e in batch})))).all()}

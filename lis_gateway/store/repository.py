@@ -361,8 +361,8 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
     fingerprints = _fingerprints(analyzer_id, results)
     known = _known_results(conn, analyzer_id, fingerprints)
     fresh = [i for i, fingerprint in enumerate(fingerprints) if fingerprint not in known]
-    created = _insert_results(conn, analyzer_id, message_id, results, fingerprints, fresh,
-                              at, patients or {})
+    created, first_versions = _insert_results(conn, analyzer_id, message_id, results,
+                                              fingerprints, fresh, at, patients or {})
     result_ids: list[int] = []
     links: list[dict[str, Any]] = []
     for index, fingerprint in enumerate(fingerprints):
@@ -376,7 +376,7 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
         conn.execute(insert(s.message_results), links)
     return StoredMessage(message_id, reception, False, tuple(result_ids),
                          tuple(created[i] for i in fresh), tuple(fresh),
-                         new_version_ids=tuple(created.versions[i] for i in fresh))
+                         new_version_ids=tuple(first_versions[i] for i in fresh))
 
 
 def _fingerprints(analyzer_id: int, results: Sequence[NormalizedResult]) -> list[str]:
@@ -402,22 +402,20 @@ def _known_results(conn: Connection, analyzer_id: int, fingerprints: Sequence[st
     return {row.fingerprint: int(row.id) for row in rows}
 
 
-class _Created(dict[int, int]):
-    """Index in the message -> new result id; ``versions``: index -> first version id."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.versions: dict[int, int] = {}
-
-
 def _insert_results(conn: Connection, analyzer_id: int, message_id: int,
                     results: Sequence[NormalizedResult], fingerprints: Sequence[str],
                     fresh: Sequence[int], at: datetime,
-                    patients: Mapping[str, PatientIds]) -> _Created:
-    """Insert the new results and their first versions, in message order."""
-    created = _Created()
+                    patients: Mapping[str, PatientIds]
+                    ) -> tuple[dict[int, int], dict[int, int]]:
+    """Insert the new results and their first versions, in message order.
+
+    Returns:
+        index in the message -> new result id, and index -> its first version's id.
+    """
+    created: dict[int, int] = {}
+    first_versions: dict[int, int] = {}
     if not fresh:
-        return created
+        return created, first_versions
     samples = ensure_samples(conn, [results[i].row.sample_id for i in fresh], at, patients)
     pairs = {(samples[results[i].row.sample_id], results[i].row.test) for i in fresh}
     latest = _latest_runs(conn, analyzer_id, pairs)
@@ -446,8 +444,8 @@ def _insert_results(conn: Connection, analyzer_id: int, message_id: int,
             [{"result_id": created[i], "version": 1, "reason": "received", "author": author,
               "created_at": at, "supersedes_id": None,
               **_content_values(content_of(results[i]))} for i in batch])}
-        created.versions.update((i, versions[created[i]]) for i in batch)
-    return created
+        first_versions.update((i, versions[created[i]]) for i in batch)
+    return created, first_versions
 
 
 def _rounds(fresh: Sequence[int], pairs: Sequence[tuple[int, str]]) -> list[list[int]]:
@@ -483,7 +481,8 @@ def _reception(conn: Connection, message_id: int, session_id: int | None, at: da
     ))[0])
 
 
-def _version(row: Row[Any]) -> ResultVersion:
+def version_from_row(row: Row[Any]) -> ResultVersion:
+    """A ``result_versions`` row as a :class:`ResultVersion`."""
     content = ResultContent(
         value_raw=row.value_raw, number=None if row.number is None else Decimal(row.number),
         unit_raw=row.unit_raw, unit_ucum=row.unit_ucum, code=row.code, loinc=row.loinc,
@@ -500,7 +499,7 @@ def result_versions(conn: Connection, result_id: int) -> tuple[ResultVersion, ..
     """Every version of a result, oldest first."""
     rows = conn.execute(select(s.result_versions).where(
         s.result_versions.c.result_id == result_id).order_by(s.result_versions.c.version))
-    return tuple(_version(r) for r in rows)
+    return tuple(version_from_row(r) for r in rows)
 
 
 def _result_query() -> Select[Any]:
@@ -591,7 +590,7 @@ def correct_result(conn: Connection, version_id: int, content: ResultContent, *,
                 **_content_values(content))))
     except IntegrityError as exc:  # a concurrent correction won the race
         raise StaleVersionError(f"version {version_id} was already corrected") from exc
-    new = _version(conn.execute(select(s.result_versions).where(
+    new = version_from_row(conn.execute(select(s.result_versions).where(
         s.result_versions.c.id == pk[0])).one())
     append_audit(conn, actor=author, action=audit_action, target=f"result:{old.result_id}",
                  detail={"from_version": old.version, "to_version": new.version,
