@@ -26,6 +26,7 @@ class QueryStyle(enum.Enum):
     ASTM_Q = "astm-q"  #: ASTM Q record after the barcode is read; host answers in a new session
     MINDRAY_QRY = "mindray-qry"  #: HL7 QRY^Q02 -> QCK^Q02 + DSR^Q03
     LAW_QBP = "law-qbp"  #: IHE LAW QBP^Q11 -> RSP^K11 + OML^O33
+    MINDRAY_ORM = "mindray-orm"  #: HL7 ORM^O01 with ORC-1 RF (worklist request) -> ORR^O02
 
 
 #: Analyzer flag -> HL7 table 0078. Families override or extend this.
