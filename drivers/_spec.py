@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from lis_gateway.astm.frames import ChecksumMode
+from lis_gateway.astm.host_query import LIS2_A2, ReplyStyle
 from lis_gateway.astm.link import LinkConfig
 
 from . import _astm_generic, _hl7_generic
@@ -58,6 +59,10 @@ def _reportable(_ctx: object) -> ResultRole:
 
 def _never_qc(_message: object) -> bool:
     return False
+
+
+def _lis2a2_reply(_message: Any) -> ReplyStyle:
+    return LIS2_A2
 
 
 class Protocol(enum.Enum):
@@ -129,6 +134,8 @@ class DriverSpec:
         is_qc: recognises a QC run (H-12 = Q, O-16 control, MSH-16 = 2, ...), so QC
             is never reported as a patient result.
         query_style: how the family asks for work.
+        astm_reply: the form of the answer to an ASTM host query, chosen from the
+            query message (LIS2-A2 unless the family writes another).
         mapping_table: name of its table in ``mappings/`` (default: the driver name).
         custom_decoder: for ``Framing.CUSTOM``: captured bytes -> rows and problems.
         models: analyzer models the family covers, for the driver list.
@@ -175,6 +182,7 @@ class DriverSpec:
     timestamp_formats: tuple[str, ...] = ()
     is_qc: Callable[[Any], bool] = _never_qc
     query_style: QueryStyle = QueryStyle.NONE
+    astm_reply: Callable[[Any], ReplyStyle] = _lis2a2_reply
     mapping_table: str = ""
     custom_decoder: Callable[[bytes], CustomDecode] | None = None
     models: str = ""

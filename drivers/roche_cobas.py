@@ -18,7 +18,13 @@ Interface Manual v2.3, all public; the corpus captures roche_1..6):
   ``RSUPL^BATCH`` (an operator re-sent results), ``TSREQ^REAL`` (host query).
 * **Host query** (:func:`read_queries`): the e 411 asks with a Q record after
   reading a barcode and cancels with Q-13 = ``A`` if no answer has started
-  within 15 s. The answer must echo sequence, carrier and position unchanged.
+  within 15 s. The answer must echo sequence, carrier and position unchanged:
+  :func:`reply_style` answers in the query's own format, ``TSDWN^REPLY``
+  (O-3 the barcode, O-4 the keys, O-12 ``A``, O-26 ``O``, ``L|1|N``; no order
+  = an O without tests) or the disk/Elecsys form (empty H, O-26 ``Q`` or
+  ``Z``, ``L|1|``), as the e 411 manual's examples write them (corpus
+  roche_5, roche_6). The per-test dilution component of O-5 (``^^^30^2``)
+  is left empty: the HIS order carries no dilution.
 * **Receiver timeout** 15 s, as the Roche manuals state.
 * **QC** runs carry O-12 = ``Q`` (``X\\Q`` in the e 411 Elecsys format) or
   sample type ``QC``/``CONTROL`` in O-4.
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 
 from lis_gateway.astm.assembler import AstmMessage
 from lis_gateway.astm.delimiters import Delimiters
+from lis_gateway.astm.host_query import COBAS_TSDWN, ELECSYS_DISK, ReplyStyle
 from lis_gateway.astm.records import (
     CommentRecord,
     HeaderRecord,
@@ -193,6 +200,14 @@ def read_queries(message: AstmMessage) -> list[RocheQuery]:
     return out
 
 
+def reply_style(message: AstmMessage) -> ReplyStyle:
+    """Answer in the query's own format: ``TSDWN^REPLY`` to the cobas form, else the disk form."""
+    queries = read_queries(message)
+    if queries and queries[0].layout == "elecsys":
+        return ELECSYS_DISK
+    return COBAS_TSDWN
+
+
 SPEC = DriverSpec(
     completed_at=_astm_generic.completed_or_started_at,
     name="roche-cobas",
@@ -203,6 +218,7 @@ SPEC = DriverSpec(
     receive_timeout=RECEIVE_TIMEOUT,
     is_qc=is_qc,
     query_style=QueryStyle.ASTM_Q,
+    astm_reply=reply_style,
     default_status="F",
     models="cobas c 111, cobas c 311, cobas c 501/502 (cobas 6000), cobas e 411, cobas e 601",
     tested_with="corpus roche_1 (c 111), roche_2/roche_3 (c 311), roche_4 (c 111, bad checksum), "

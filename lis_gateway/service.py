@@ -147,7 +147,8 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
         return AstmLinkProtocol(driver.link_config(), reactor, driver.encoding, sink,
                                 recorder, session_log,
                                 orders=None if orders is NO_ORDERS else orders,
-                                presence=presence, analyzer=link.name)
+                                presence=presence, analyzer=link.name,
+                                reply_style=driver.astm_reply)
 
     return build
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from structlog.typing import FilteringBoundLogger
@@ -68,13 +68,16 @@ from lis_gateway.astm.events import (
     UnexpectedInput,
 )
 from lis_gateway.astm.host_query import (
+    LIS2_A2,
     HostQuery,
     ReplySample,
+    ReplyStyle,
     build_error_reply,
     build_reply,
     host_queries,
 )
 from lis_gateway.astm.link import LinkConfig, LinkConnection, LinkState
+from lis_gateway.astm.records import HeaderRecord
 from lis_gateway.hl7.queries import OrderedSample, Priority
 from lis_gateway.wire import Recorder
 
@@ -187,6 +190,8 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         analyzer: the link's configured name, the label of its metrics.
         max_message: most text bytes since the last complete message; a frame
             beyond it is answered NAK.
+        reply_style: the form of host-query answers, chosen per query message
+            (the driver's ``astm_reply``; LIS2-A2 by default).
     """
 
     def __init__(self, config: LinkConfig, clock: IReactorTime, encoding: str, sink: Sink,
@@ -194,8 +199,11 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
                  log: FilteringBoundLogger | None = None,
                  orders: OrderSource | None = None,
                  presence: LinkPresence | None = None, analyzer: str = "",
-                 max_message: int = MAX_MESSAGE) -> None:
+                 max_message: int = MAX_MESSAGE,
+                 reply_style: Callable[[AstmMessage], ReplyStyle] = lambda _m: LIS2_A2,
+                 ) -> None:
         super().__init__(clock, sink, recorder, log, "astm")
+        self._reply_style = reply_style
         self.max_message = max_message
         self._pending_text = 0  # text bytes received since the last complete message
         self._too_long = False  # the text was refused for its length
@@ -435,28 +443,35 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
         queries = host_queries(msg)
         if not queries or self._orders is None:
             return
+        style = self._reply_style(msg)
+        head = msg.decoded.records[0] if msg.decoded.records else None
+        header = head if isinstance(head, HeaderRecord) else None
         try:
             found = self._orders.find(tuple(q.barcode for q in queries))
         except Exception:  # a synchronous source failing: answered like a failed lookup
-            self._lookup_failed(Failure(), queries)
+            self._lookup_failed(Failure(), style, header, queries)
             return
         d: Deferred[Sequence[OrderedSample]] = (
             found if isinstance(found, Deferred) else succeed(found))
-        d.addCallback(self._reply, queries)
-        d.addErrback(self._lookup_failed, queries)
+        d.addCallback(self._reply, style, header, queries)
+        d.addErrback(self._lookup_failed, style, header, queries)
 
-    def _reply(self, samples: Sequence[OrderedSample], queries: list[HostQuery]) -> None:
+    def _reply(self, samples: Sequence[OrderedSample], style: ReplyStyle,
+               header: HeaderRecord | None, queries: list[HostQuery]) -> None:
         found = {s.sample_id: reply_sample(s) for s in samples}
         now = datetime.fromtimestamp(self._clock.seconds(), UTC)
-        reply = build_reply(queries, found, now=now, encoding=self._encoding)
-        self._log.info("query-answered", keys=len(queries), found=len(found))
+        reply = build_reply(queries, found, now=now, encoding=self._encoding, style=style,
+                            query_header=header)
+        self._log.info("query-answered", keys=len(queries), found=len(found), form=style.name)
         self.send_message(reply)
 
-    def _lookup_failed(self, failure: Failure, queries: list[HostQuery]) -> None:
+    def _lookup_failed(self, failure: Failure, style: ReplyStyle, header: HeaderRecord | None,
+                       queries: list[HostQuery]) -> None:
         # L|1|Q: "error in last request for information"; the analyzer may ask again
         self._log.error("query-lookup-failed", error=failure_kind(failure), keys=len(queries))
         now = datetime.fromtimestamp(self._clock.seconds(), UTC)
-        self.send_message(build_error_reply(now=now, encoding=self._encoding))
+        self.send_message(build_error_reply(now=now, encoding=self._encoding, style=style,
+                                            query_header=header))
 
     def _refuse_frame(self, failure: Failure, token: object, before: Checkpoint) -> None:
         if self._hold is not token:

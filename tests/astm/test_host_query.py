@@ -1,4 +1,4 @@
-"""ASTM host queries read and answered (sans-IO): LIS2-A2 form, protocols.md §2.4.
+"""ASTM host queries read and answered (sans-IO): the LIS2-A2 form and the Roche forms, protocols.md §2.4.
 
 The Q records are those of the Roche cobas e 411 captures in
 tests/fixtures/astm/roche_cobas/ (e411_tsreq_cobas.bin: ``^^000004^40^...``,
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from lis_gateway.astm.assembler import AstmMessage
 from lis_gateway.astm.codec import decode_records
 from lis_gateway.astm.host_query import HostQuery, ReplySample, build_reply, host_queries
+from lis_gateway.astm.records import HeaderRecord
 
 NOW = datetime(2026, 11, 22, 9, 30, 0, tzinfo=UTC)
 
@@ -87,3 +88,84 @@ def test_a_download_carries_each_sample_with_its_action_code() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+# --- Roche cobas e 411 answer forms (corpus roche_5, roche_6: the e 411 Host Interface
+# Manual v2.3, pp. 50-51; the expected lines are the manual's examples) -------------------
+
+COBAS_QUERY = ("H|\\^&|||cobas-e411^1|||||host|TSREQ^REAL|P|1",
+               "Q|1|^^000004^40^0^5^^S1^SC||ALL||||||||O", "L|1|N")
+DISK_QUERY = ("H|\\^&||||||||||P||", "Q|1|^000004^40^0^5^^SAMPLE^NORMAL||ALL||||||||O",
+              "L|1|I")
+
+
+def roche_reply(query: tuple[str, ...], orders: dict[str, ReplySample]) -> list[str]:
+    """The roche-cobas driver's answer to ``query`` with these orders, as record lines."""
+    from drivers.roche_cobas import reply_style
+
+    msg = message(*query)
+    style = reply_style(msg)
+    head = msg.decoded.records[0]
+    assert isinstance(head, HeaderRecord)
+    reply = build_reply(host_queries(msg), orders, now=NOW, style=style, query_header=head)
+    return reply.decode("latin-1").split("\r")
+
+
+def test_the_cobas_form_is_answered_tsdwn_reply_with_the_keys_echoed_in_o4() -> None:
+    """Example 1 of the manual (without the per-test dilution ``2``, which no order carries)."""
+    found = {"000004": ReplySample("000004", ("10", "30", "40"), patient_id="BN1",
+                                   family_name="Nguyễn")}
+    assert roche_reply(COBAS_QUERY, found) == [
+        "H|\\^&|||host^1|||||cobas-e411|TSDWN^REPLY|P|1",
+        "P|1",
+        "O|1|000004|40^0^5^^S1^SC|^^^10^\\^^^30^\\^^^40^|R||||||A||||1||||||||||O",
+        "L|1|N", ""]
+
+
+def test_the_cobas_form_without_orders_is_an_order_record_without_tests() -> None:
+    """Example 2: the same O record, O-5 empty; the analyzer is not left waiting 15 s."""
+    assert roche_reply(COBAS_QUERY, {}) == [
+        "H|\\^&|||host^1|||||cobas-e411|TSDWN^REPLY|P|1",
+        "P|1",
+        "O|1|000004|40^0^5^^S1^SC||R||||||A||||1||||||||||O",
+        "L|1|N", ""]
+
+
+def test_the_disk_form_is_answered_with_an_empty_header_and_o26_q_or_z() -> None:
+    """The disk (Elecsys) examples: ``H|\\^&||||||||||P||``, O-26 Q with tests, Z without, L|1|."""
+    found = {"000004": ReplySample("000004", ("10", "30", "40"), stat=True)}
+    assert roche_reply(DISK_QUERY, found) == [
+        "H|\\^&||||||||||P||",
+        "P|1",
+        "O|1|000004|40^0^5^^SAMPLE^NORMAL|^^^10^\\^^^30^\\^^^40^|S||||||N||||||||||||||Q",
+        "L|1|", ""]
+    assert roche_reply(DISK_QUERY, {}) == [
+        "H|\\^&||||||||||P||",
+        "P|1",
+        "O|1|000004|40^0^5^^SAMPLE^NORMAL||R||||||N||||||||||||||Z",
+        "L|1|", ""]
+
+
+def test_each_query_of_a_message_gets_its_own_answer_in_order() -> None:
+    """Two Q records, one with orders and one without: two P/O pairs, in the query order."""
+    query = (COBAS_QUERY[0], COBAS_QUERY[1], "Q|2|^^000005^41^0^6^^S2^MC||ALL||||||||O",
+             "L|1|N")
+    lines = roche_reply(query, {"000005": ReplySample("000005", ("685",))})
+    assert lines[1:5] == [
+        "P|1", "O|1|000004|40^0^5^^S1^SC||R||||||A||||1||||||||||O",
+        "P|2", "O|1|000005|41^0^6^^S2^MC|^^^685^|R||||||A||||2||||||||||O"]
+    assert lines[5] == "L|1|N"
+
+
+def test_a_failed_lookup_keeps_the_familys_header() -> None:
+    """``L|1|Q`` after the header the analyzer expects (TSDWN^REPLY, or the empty disk one)."""
+    from drivers.roche_cobas import reply_style
+    from lis_gateway.astm.host_query import build_error_reply
+
+    msg = message(*COBAS_QUERY)
+    head = msg.decoded.records[0]
+    assert isinstance(head, HeaderRecord)
+    assert build_error_reply(now=NOW, style=reply_style(msg), query_header=head) == (
+        b"H|\\^&|||host^1|||||cobas-e411|TSDWN^REPLY|P|1\rL|1|Q\r")
+    assert build_error_reply(now=NOW) == (
+        b"H|\\^&|||LIS-GATEWAY|||||||P|LIS2-A2|20261122093000\rL|1|Q\r")

@@ -5,7 +5,9 @@ and over a real serial line (a pseudo-terminal pair).
 ASTM links; the HIS's ORM^O01 goes in over MLLP; the analyzer, played here
 by the sans-IO link in the instrument role, sends ``H, Q, L`` and then
 receives the gateway's reply session (ENQ, frames, EOT), acknowledging each
-frame. An unknown barcode gets ``L|1|I``.
+frame. An unknown barcode gets ``L|1|I``. A Roche cobas e 411 (roche-cobas
+driver) asking in its ``TSREQ^REAL`` form gets the ``TSDWN^REPLY`` form of its
+manual (corpus roche_5), its sequence, carrier and position echoed in O-4.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ autoverify_high
 G1,GLU,,,2345-7,Glucose,Glucose,mmol/L,mmol/L,1,0,1,,,,
 K1,K,,,2823-3,Kali,Potassium,mmol/L,mmol/L,1,0,1,,,,
 """
+#: A site table for the e 411: its application codes for the same two local tests.
+ROCHE_MAPPING = MAPPING.replace("G1,GLU", "10,GLU").replace("K1,K", "30,K")
+
+
+def cobas_query(barcode: str) -> bytes:
+    """The e 411's query in the cobas form (manual p. 51), for ``barcode``."""
+    return (f"H|\\^&|||cobas-e411^1|||||host|TSREQ^REAL|P|1\r"
+            f"Q|1|^^{barcode}^40^0^5^^S1^SC||ALL||||||||O\r"
+            f"L|1|N\r").encode()
 
 
 def query(barcode: str) -> bytes:
@@ -45,10 +56,10 @@ def query(barcode: str) -> bytes:
 
 
 def ask(write: Callable[[bytes], None], read: Callable[[float], bytes | None],
-        barcode: str) -> list[str]:
+        barcode: str, message: bytes | None = None) -> list[str]:
     """Send one query as the instrument; return the record lines of the gateway's reply."""
     link = LinkConnection(LinkConfig(role=Role.INSTRUMENT, reply_timeout=5.0))
-    link.send(query(barcode), time.monotonic())
+    link.send(message or query(barcode), time.monotonic())
     sent, text = False, b""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
@@ -86,6 +97,7 @@ def tcp_reader(sock: socket.socket) -> Callable[[float], bytes | None]:
 def config_for(tmp_path: Path, device: str) -> Path:
     (tmp_path / "maps").mkdir()
     (tmp_path / "maps" / "generic-astm.csv").write_text(MAPPING, encoding="utf-8")
+    (tmp_path / "maps" / "roche-cobas.csv").write_text(ROCHE_MAPPING, encoding="utf-8")
     config = tmp_path / "lis-gateway.toml"
     config.write_text(f"""
 [database]
@@ -105,6 +117,11 @@ name = "chem2"
 driver = "generic-astm"
 transport = "serial"
 device = "{device}"
+[[analyzers]]
+name = "e411"
+driver = "roche-cobas"
+transport = "tcp-server"
+listen = "127.0.0.1:0"
 """, encoding="utf-8")
     return config
 
@@ -140,6 +157,20 @@ def test_host_queries_are_answered_over_tcp_and_serial(tmp_path: Path) -> None:
         over_serial = ask(lambda data: os.write(master, data) and None, read_serial, "CD0007")
         assert [re.sub(r"\d{14}", "<now>", x) for x in over_serial] == \
             [re.sub(r"\d{14}", "<now>", x) for x in found]
+
+        with socket.create_connection(("127.0.0.1", gateway.port("e411")), timeout=5) as sock:
+            cobas = ask(sock.sendall, tcp_reader(sock), "CD0007", cobas_query("CD0007"))
+            nothing = ask(sock.sendall, tcp_reader(sock), "NOPE", cobas_query("NOPE"))
+        assert cobas == [
+            "H|\\^&|||host^1|||||cobas-e411|TSDWN^REPLY|P|1",
+            "P|1",
+            "O|1|CD0007|40^0^5^^S1^SC|^^^10^\\^^^30^|S||||||A||||1||||||||||O",
+            "L|1|N"]
+        assert nothing == [
+            "H|\\^&|||host^1|||||cobas-e411|TSDWN^REPLY|P|1",
+            "P|1",
+            "O|1|NOPE|40^0^5^^S1^SC||R||||||A||||1||||||||||O",
+            "L|1|N"]
     finally:
         assert gateway.stop() == 0, log.read_text("utf-8")
         os.close(master)
