@@ -47,18 +47,25 @@ class ResultRow:
 
 
 def extract_results(message: AstmMessage, spec: DriverSpec) -> list[ResultRow]:
-    """Every R record of ``message`` as a :class:`ResultRow`, in order."""
+    """Every R record of ``message`` as a :class:`ResultRow`, in order.
+
+    The driver's ``patient`` hook is asked once per P/O pair (with the context
+    of its first result), not once per result: it reads the P record, and a
+    20-result message would otherwise parse the same patient 20 times.
+    """
     delims = message.decoded.delimiters
     qc = spec.is_qc(message)
     patient: PatientRecord | None = None
     order: OrderRecord | None = None
     rows: list[ResultRow] = []
     records = message.decoded.records
+    owner: AnalyzerPatient | None = None
+    owner_read = False  # ``owner`` belongs to the current P/O pair
     for index, rec in enumerate(records):
         if isinstance(rec, PatientRecord):
-            patient, order = rec, None
+            patient, order, owner_read = rec, None, False
         elif isinstance(rec, OrderRecord):
-            order = rec
+            order, owner_read = rec, False
         elif isinstance(rec, ResultRecord):
             comments = []
             for following in records[index + 1:]:
@@ -66,6 +73,8 @@ def extract_results(message: AstmMessage, spec: DriverSpec) -> list[ResultRow]:
                     break
                 comments.append(following)
             ctx = ResultContext(delims, patient, order, rec, tuple(comments))
+            if not owner_read:
+                owner, owner_read = spec.patient(ctx), True
             rows.append(ResultRow(
                 sample_id=spec.sample_id(ctx),
                 test=spec.test_code(ctx),
@@ -79,7 +88,7 @@ def extract_results(message: AstmMessage, spec: DriverSpec) -> list[ResultRow]:
                 record_index=index,
                 role=spec.result_role(ctx),
                 qc=qc,
-                patient=spec.patient(ctx),
+                patient=owner,
             ))
     return rows
 
@@ -87,24 +96,30 @@ def extract_results(message: AstmMessage, spec: DriverSpec) -> list[ResultRow]:
 def extract_hl7_results(message: Hl7Message, spec: DriverSpec) -> list[ResultRow]:
     """Every result OBX of an HL7 message as a :class:`ResultRow`, in order.
 
-    Each OBX is read with the nearest SPM, OBR and PID before it.
+    Each OBX is read with the nearest SPM, OBR and PID before it. The
+    ``hl7_patient`` hook is asked once per PID/OBR/SPM group, as in
+    :func:`extract_results`.
     """
     d = message.delimiters
     qc = spec.is_qc(message)
     obr = spm = pid = None
     rows: list[ResultRow] = []
+    owner: AnalyzerPatient | None = None
+    owner_read = False
     for index, seg in enumerate(message.segments):
         name = seg.name
         if name == "PID":
-            pid, obr, spm = seg, None, None
+            pid, obr, spm, owner_read = seg, None, None, False
         elif name == "SPM":
-            spm = seg
+            spm, owner_read = seg, False
         elif name == "OBR":
-            obr = seg
+            obr, owner_read = seg, False
         elif name == "OBX":
             ctx = Hl7ResultContext(message, seg, obr, spm, pid)
             if not spec.hl7_is_result(ctx):
                 continue
+            if not owner_read:
+                owner, owner_read = spec.hl7_patient(ctx), True
             rows.append(ResultRow(
                 sample_id=spec.hl7_sample_id(ctx),
                 test=spec.hl7_test_code(ctx),
@@ -118,6 +133,6 @@ def extract_hl7_results(message: Hl7Message, spec: DriverSpec) -> list[ResultRow
                 record_index=index,
                 role=spec.hl7_result_role(ctx),
                 qc=qc,
-                patient=spec.hl7_patient(ctx),
+                patient=owner,
             ))
     return rows
