@@ -7,7 +7,11 @@ An analyzer that reads a barcode asks the gateway for the tube's work:
   DSR with ACK^Q03);
 * IHE LAW LAB-27 (v2.5.1): QBP^Q11, answered with RSP^K11 (``QAK|<tag>|OK``
   or ``NF``) and, when orders exist, one OML^O33 per sample (LAB-28; the
-  analyzer answers ORL^O34).
+  analyzer answers ORL^O34);
+* Mindray BC haematology (v2.3.1): ORM^O01 with ORC-1 ``RF`` (a worklist
+  request), answered with one ORR^O02 (``MSA|AA`` with the order and the run
+  settings, or ``MSA|AR`` alone); see :mod:`.worklist`. Any other ORM^O01 is
+  data, acknowledged as usual.
 
 Where no order exists the analyzer gets the "not found" answer, never
 silence. Messages that are themselves answers (ACK, ORL, ...) are not
@@ -36,10 +40,17 @@ from .queries import (
     build_qck_q02,
     parse_qry_q02,
 )
+from .worklist import (
+    WorklistRequest,
+    answer_for,
+    build_orr_o02,
+    is_worklist_request,
+    parse_orm_o01,
+)
 
 #: Message types that are answers: never acknowledged.
 RESPONSE_TYPES = frozenset({"ACK", "ORL", "RSP", "QCK"})
-#: Query message types we answer.
+#: Query message types we answer (and ORM^O01 when it is a worklist request).
 QUERY_TYPES = frozenset({"QRY^Q02", "QBP^Q11"})
 
 
@@ -52,9 +63,9 @@ class MessageRole(enum.Enum):
 
 
 def role_of(msg: Hl7Message) -> MessageRole:
-    """Classify a received message by MSH-9."""
+    """Classify a received message by MSH-9 (and ORC-1 for ORM^O01)."""
     mtype = msg.message_type
-    if mtype in QUERY_TYPES:
+    if mtype in QUERY_TYPES or is_worklist_request(msg):
         return MessageRole.QUERY
     if mtype.split("^", 1)[0] in RESPONSE_TYPES:
         return MessageRole.RESPONSE
@@ -70,15 +81,17 @@ class PendingQuery:
             for something the gateway cannot look up (the answer is then NF).
         mindray: the parsed QRY^Q02, or None.
         law: the parsed QBP^Q11, or None.
+        worklist: the parsed Mindray BC ORM^O01 worklist request, or None.
     """
 
     keys: tuple[str, ...]
     mindray: SampleQuery | None = None
     law: WorkOrderQuery | None = None
+    worklist: WorklistRequest | None = None
 
 
 def read_query(msg: Hl7Message) -> PendingQuery:
-    """Parse a QRY^Q02 or QBP^Q11 into what must be looked up.
+    """Parse a QRY^Q02, QBP^Q11 or ORM^O01 worklist request into what must be looked up.
 
     Mindray sample-ID and time ranges refer to the analyzer's own run numbers
     and clock, which the gateway does not track: they are answered NF.
@@ -86,6 +99,10 @@ def read_query(msg: Hl7Message) -> PendingQuery:
     if msg.message_type == "QBP^Q11":
         law = parse_qbp_q11(msg)
         return PendingQuery((law.specimen_id,) if law.specimen_id else (), law=law)
+    if msg.message_type == "ORM^O01":
+        request = parse_orm_o01(msg)
+        keys = (request.sample_id,) if request.sample_id and not request.problems else ()
+        return PendingQuery(keys, worklist=request)
     query = parse_qry_q02(msg)
     keys = (query.barcode,) if query.kind is SampleQueryKind.BARCODE else ()
     return PendingQuery(keys, mindray=query)
@@ -103,7 +120,15 @@ def build_answers(pending: PendingQuery, samples: Sequence[OrderedSample], *,
         now: MSH-7.
         route: our sending application/facility for LAW messages (default:
             the query's route reversed).
+
+    Returns:
+        QCK^Q02 then DSR^Q03s (Mindray QRY), RSP^K11 then OML^O33s (LAW), or the
+        one ORR^O02 (Mindray BC worklist request).
     """
+    if pending.worklist is not None:
+        request = pending.worklist
+        return [build_orr_o02(request, answer_for(request, samples), control_id=control_ids(),
+                              now=now)]
     if pending.law is not None:
         law = pending.law
         found = bool(samples) and not law.problems
