@@ -1,4 +1,7 @@
-"""mindray-bc: Mindray BC-series haematology (BC-5130, BC-5380, BC-6800), HL7 v2.3.1 ORU^R01.
+"""mindray-bc: Mindray BC-series haematology (BC-5130, BC-5380, BC-6800), HL7 v2.3.1.
+
+Results arrive as ORU^R01; the analyzer asks for a tube's work with an
+ORM^O01 worklist request, answered ORR^O02 (``QueryStyle.MINDRAY_ORM``).
 
 What this driver relies on (capture mindray_4, a BC-5130; a Mindray BC
 operator's manual, appendix C "Communication", public copy at
@@ -35,8 +38,21 @@ operator and run time"; worklist queries use ORM/ORR):
   the CL-series manual). Not confirmed for the BC series: no BC QC capture
   and no BC QC example was found, so a BC QC run may still arrive as an
   ordinary result.
-* Worklist query on BC analyzers is ORM^O01 answered by ORR^O02 (same
-  appendix, C.2.1), which no QueryStyle describes yet: ``NONE``.
+* **Worklist query: ORM^O01 with ORC-1 ``RF``, answered ORR^O02**
+  (``MINDRAY_ORM``; built in :mod:`lis_gateway.hl7.worklist`, answered by
+  :mod:`lis_gateway.hl7.responder`). The sample ID asked for is ORC-3 (ORC-2
+  when ORC-3 is empty). No order: ``MSA|AR`` alone. An order: ``MSA|AA``,
+  PID, PV1, ``ORC|AF``, OBR ``00001^Automated Count^99MRC`` and the run
+  settings as OBX ``IS`` rows: Blood Mode ``W`` and Test Mode ``CBC+DIFF``
+  when a differential parameter (NEU, LYM, MON, EOS, BAS, MID, GRAN, ALY,
+  LIC) is ordered, else ``CBC``. **No Mindray manual was available**: the
+  exchange is taken from public third-party descriptions (sources in
+  tests/fixtures/hl7/README.md, fixture mindray_bc_orm), the "not found"
+  form being said to be the BC-5300 operator's manual example (pp.
+  489-490); the test-mode rule, the PID forms and UTF-8 names with
+  diacritics under MSH-18 ``UNICODE`` are inferred, and nothing of it has
+  been tried on an analyzer. The analyzer is said to wait about 2 s for
+  the answer.
 """
 
 from __future__ import annotations
@@ -101,7 +117,7 @@ def result_role(ctx: Hl7ResultContext) -> ResultRole:
 SPEC = DriverSpec(
     name="mindray-bc",
     description="Mindray BC haematology, HL7 2.3.1 ORU^R01, sample ID OBR-3, "
-                "test code OBX-3.2 (parameter name)",
+                "test code OBX-3.2 (parameter name); worklist ORM^O01 -> ORR^O02",
     protocol=Protocol.HL7,
     hl7_sample_id=sample_id,
     hl7_test_code=test_code,
@@ -110,8 +126,10 @@ SPEC = DriverSpec(
     hl7_always_ack=True,
     flag_map=FLAG_MAP,
     is_qc=is_qc,
-    query_style=QueryStyle.NONE,
+    query_style=QueryStyle.MINDRAY_ORM,
     models="BC-5130, BC-5380, BC-6800 (and BC models sending the same ORU^R01)",
     tested_with="BC-5130 capture (corpus mindray_4, paras-rana11/lab_lis): stray STX "
-                "bytes, no FS, IS rows, L~N flags",
+                "bytes, no FS, IS rows, L~N flags; worklist ORM^O01/ORR^O02 from public "
+                "third-party descriptions only (fixture mindray_bc_orm), not tried on an "
+                "analyzer",
 )

@@ -79,11 +79,23 @@ def view(row) -> RowView:
                    row.flags, row.status, row.role.value, row.qc)
 
 
-def test_registered_as_hl7_with_no_query_style() -> None:
+def test_registered_as_hl7_with_the_orm_worklist_query_style() -> None:
+    """HL7, always acknowledged, and the BC's ORM^O01 worklist request is its query style."""
     assert SPEC.protocol is Protocol.HL7
-    assert SPEC.query_style is QueryStyle.NONE
+    assert SPEC.query_style is QueryStyle.MINDRAY_ORM
     assert SPEC.hl7_always_ack
     assert "BC-5130" in SPEC.models and "BC-6800" in SPEC.models
+
+
+def test_worklist_requests_carry_no_results() -> None:
+    """The ORM^O01 requests of mindray_bc_orm decode cleanly; their IS row is only ignored."""
+    data = (Path(__file__).resolve().parent.parent / "fixtures" / "hl7" /
+            "mindray_bc_orm.bin").read_bytes()
+    report = decode_capture(data, SPEC)
+    assert [m.message_type for m in report.messages] == ["ORM^O01", "ORM^O01"]
+    assert report.problems == []
+    assert [(row.test, row.role) for _, row in report.rows] == [
+        ("BothLis Switch", ResultRole.IGNORED)]
 
 
 def test_capture_gives_one_message_despite_stray_stx_and_missing_fs() -> None:
