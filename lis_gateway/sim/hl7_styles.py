@@ -4,7 +4,9 @@ Each :class:`Hl7Style` copies the segment layout of its family's fixtures
 (``tests/fixtures/hl7``) and uses the codes and units of its mapping table:
 
 * ``mindray-bc``: ORU^R01 v2.3.1 (BC-5380 layout of mindray_4: sample ID in
-  OBR-3, ``IS`` run-mode rows, LOINC^name^LN in OBX-3);
+  OBR-3, ``IS`` run-mode rows, LOINC^name^LN in OBX-3); asks the worklist
+  request ORM^O01 (``ORC|RF||<sample>||IP``, fixture mindray_bc_orm), which
+  the gateway answers with one ORR^O02;
 * ``mindray-bs``: ORU^R01 v2.3.1 of the Mindray host interface (bar code in
   OBR-2, channel number in OBX-3 and name in OBX-4, padded units, OBX-8
   ``N``, MSH-16 ``0``); asks QRY^Q02 and answers each DSR^Q03 with ACK^Q03;
@@ -135,7 +137,15 @@ def _mindray_bc(s: Sample, control_id: str) -> bytes:
     return write_message(segments)
 
 
-MINDRAY_BC = Hl7Style("mindray-bc", "Mindray BC-5380", (MINDRAY_BC_PANEL,), _mindray_bc)
+def _mindray_bc_orm(barcode: str, when: datetime, control_id: str) -> bytes:
+    # mindray_bc_orm: the worklist request, ORC-1 RF, ORC-3 the sample, ORC-5 IP
+    return write_message([f"MSH|^~\\&|BC-5380|Mindray|||{stamp(when)}||ORM^O01|{control_id}|P|"
+                          "2.3.1||||||UNICODE",
+                          f"ORC|RF||{barcode}||IP"])
+
+
+MINDRAY_BC = Hl7Style("mindray-bc", "Mindray BC-5380", (MINDRAY_BC_PANEL,), _mindray_bc,
+                      _mindray_bc_orm)
 
 
 # ------------------------------------------------------------------ Mindray BS
@@ -290,14 +300,33 @@ STYLES: dict[str, Hl7Style] = {s.driver: s for s in (
 # ------------------------------------------------------------------ answers
 
 
+def _orr_answer(msg: Hl7Message) -> QueryAnswer:
+    """An ORR^O02 carries the answer whole: AA with the run's Test Mode, or AR."""
+    msa = msg.first("MSA")
+    code = msg.delimiters.text(msa[1]).strip().upper() if msa is not None else ""
+    if code == "AR":
+        return QueryAnswer(False, (), "no order (MSA AR)")
+    if code != "AA":
+        return QueryAnswer(None, (), f"query refused (MSA {code or 'missing'})")
+    d = msg.delimiters
+    modes = [d.text(obx[5]).strip() for obx in msg.named("OBX")
+             if d.component_at(obx[3], 2).strip() == "Test Mode"]
+    mode = modes[0] if modes else ""
+    return QueryAnswer(True, (mode,) if mode else (), f"test mode: {mode or '?'}")
+
+
 def query_answer(msg: Hl7Message) -> QueryAnswer | None:
-    """The gateway's immediate answer to a query (QCK^Q02, RSP^K11), from QAK-2.
+    """The gateway's immediate answer to a query (QCK^Q02, RSP^K11 from QAK-2; ORR^O02).
 
     Returns:
-        ``found=True`` for ``OK`` (the orders follow in DSR^Q03 / OML^O33),
-        ``False`` for ``NF``, ``None`` for an error; None when ``msg`` is no such answer.
+        ``found=True`` for ``OK`` (the orders follow in DSR^Q03 / OML^O33) or an
+        ORR^O02 AA (its Test Mode as the one "test"), ``False`` for ``NF`` or AR,
+        ``None`` for an error; None when ``msg`` is no such answer.
     """
-    if msg.message_type.split("^")[0] not in ("QCK", "RSP"):
+    kind = msg.message_type.split("^")[0]
+    if kind == "ORR":
+        return _orr_answer(msg)
+    if kind not in ("QCK", "RSP"):
         return None
     qak = msg.first("QAK")
     status = msg.delimiters.text(qak[2]).strip().upper() if qak is not None else ""

@@ -22,11 +22,8 @@ from lis_gateway.astm.host_query import host_queries
 from lis_gateway.astm.records import QueryRecord
 from lis_gateway.capture import CaptureReport, decode_capture
 from lis_gateway.hl7.message import Hl7Message
-from lis_gateway.hl7.responder import read_query
+from lis_gateway.hl7.responder import MessageRole, read_query, role_of
 from lis_gateway.wire import FORMAT, is_recording, read_recording
-
-#: HL7 message types that are host queries (the gateway answers them).
-HL7_QUERIES = frozenset({"QRY^Q02", "QBP^Q11"})
 
 
 def analyzer_side(data: bytes, direction: str) -> bytes:
@@ -92,7 +89,7 @@ def messages(data: bytes, driver: DriverSpec, direction: str = "rx"
     found: list[Recorded] = []
     for number, msg in enumerate(report.messages, 1):
         if isinstance(msg, Hl7Message):
-            query = msg.message_type in HL7_QUERIES
+            query = role_of(msg) is MessageRole.QUERY  # QRY, QBP, ORM with ORC-1 RF
             keys = read_query(msg).keys if query else ()
             rows = extract_hl7_results(msg, driver)
             sample = keys[0] if keys else rows[0].sample_id if rows else ""
