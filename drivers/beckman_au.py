@@ -41,25 +41,55 @@ The decoder is lenient about framing and strict about content:
 * ENQ, ACK, NAK are link control and skipped (the captures start with a
   doubled ENQ, a capture artefact). Text without STX/ETX (the capture tool
   stripped them) is accepted up to EOT, CR or LF, with a warning.
-* A text that does not end (no ETX, EOT, CR or LF before the data ends) is
-  incomplete: no results are taken from it.
+* A text may come in several blocks: every block but the last ends with ETB
+  and its own BCC (the byte after ETB, unless STX follows at once); the
+  blocks' texts are joined, as the live link stores them.
+* A text that does not end (no ETX, EOT, CR or LF before the data ends, or
+  ETB with no block after it) is incomplete: no results are taken from it.
 * A BCC that does not match rejects the text.
 * A result text whose layout does not match (length not 50 + 20 x n, a
   non-blank dummy, a test number that is not three digits) gives no
   results at all, never a partial or shifted set.
 * A blank sample ID gives rows with an empty sample ID and a warning naming
   the rack, cup and sample number, so a person matches them by hand.
+* A host query (``R`` texts) is a message without results and a warning.
+
+The live link (``lis-gateway run``, serial or TCP) is
+:mod:`lis_gateway.au_online` with :mod:`lis_gateway.adapters.au_protocol`.
+What it knows of the handshake comes from third-party sources (descriptions
+of the AU online specifications by other integrators and a third-party
+AU5800 driver), not from a Beckman specification, and has been tried
+against simulated analyzers only, never a real AU:
+
+* Every block is answered ACK when its BCC checks, NAK when not; the
+  analyzer sends a NAKed block again (3 retries), and after four NAKs in a
+  row the gateway gives the text up too (its blocks are kept as incomplete).
+* A result text's last ACK waits until the store has committed it (NAK if
+  the commit fails); ``DB``/``DE`` and ``DA``/``DR`` texts are ACKed at once
+  (not stored; the wire recording has them).
+* The BCC is expected on (``checksum_mode`` STRICT): an AU whose BCC is
+  switched off needs it switched on, or a driver with ``ChecksumMode.NONE``.
+* Host queries (``R`` texts, answered with ``S`` texts whose layout differs
+  between models) are not answered: the text is ACKed, stored with the
+  problem and logged as ``host-query-not-supported``, and the analyzer's own
+  timeout for the answer runs out (what it does then is the AU's setting).
+* TCP: the gateway listens by default (``tcp-server``, for an AU behind an
+  RS-232/Ethernet converter that connects out); ``tcp-client`` works the
+  same way once connected. Serial: 9600 8N1 by default.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lis_gateway.astm.frames import ChecksumMode
+from lis_gateway.au_online.codes import MARKERS, is_host_query
+
 from ._context import ResultRole
 from ._spec import CustomDecode, DriverSpec, Framing, QueryStyle, SerialDefaults
 from .extract import ResultRow
 
-STX, ETX, EOT, ENQ, ACK, NAK, LF, CR = 0x02, 0x03, 0x04, 0x05, 0x06, 0x15, 0x0A, 0x0D
+STX, ETX, EOT, ENQ, ACK, NAK, LF, CR, ETB = 0x02, 0x03, 0x04, 0x05, 0x06, 0x15, 0x0A, 0x0D, 0x17
 _SKIPPED = frozenset({ENQ, ACK, NAK})
 _ENDS = {EOT: "EOT", CR: "CR", LF: "LF"}
 _NOT_BCC = frozenset({STX, ENQ, EOT, ACK, NAK, CR, LF})
@@ -67,7 +97,7 @@ _NOT_BCC = frozenset({STX, ENQ, EOT, ACK, NAK, CR, LF})
 HEADER = 50  #: characters before the first test group
 GROUP = 20  #: characters per test group
 
-#: distinction code -> (role, qc); DB/DE carry no results.
+#: distinction code -> (role, qc); DB/DE (``MARKERS``) carry no results.
 KINDS: dict[str, tuple[ResultRole, bool]] = {
     "D ": (ResultRole.REPORTABLE, False),
     "DH": (ResultRole.REPORTABLE, False),
@@ -77,7 +107,6 @@ KINDS: dict[str, tuple[ResultRole, bool]] = {
     "DA": (ResultRole.IGNORED, False),
     "DR": (ResultRole.IGNORED, False),
 }
-MARKERS = frozenset({"DB", "DE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +130,12 @@ class _Text:
     offset: int  #: of the first text byte
     framed: bool  #: began with STX
     body: bytearray = field(default_factory=bytearray)
+    block_from: int = 0  #: where the current block's text starts in ``body``
+    continued: bool = False  #: the last block ended with ETB: the next STX continues it
 
 
-def _bcc(body: bytes) -> int:
-    value = ETX
+def _bcc(body: bytes, end: int = ETX) -> int:
+    value = end
     for b in body:
         value ^= b
     return value
@@ -123,7 +154,10 @@ def split_texts(data: bytes) -> tuple[list[tuple[int, bytes]], list[str]]:
 
     def finish(end: str) -> None:
         nonlocal current
-        if current is not None and current.body:
+        if current is not None and current.continued:
+            problems.append(f"error: offset {current.offset}: text ended by {end} after an "
+                            "ETB block, without its last block; no results taken")
+        elif current is not None and current.body:
             if not current.framed:
                 problems.append(f"warning: offset {current.offset}: text without STX/ETX, "
                                 f"taken up to {end}")
@@ -134,23 +168,41 @@ def split_texts(data: bytes) -> tuple[list[tuple[int, bytes]], list[str]]:
     while i < n:
         b = data[i]
         if b == STX:
-            if current is not None and current.body:
-                problems.append(f"error: offset {current.offset}: text interrupted by STX at "
-                                f"offset {i}; its {len(current.body)} bytes are dropped")
-            current = _Text(i + 1, True)
+            if current is not None and (current.continued
+                                        or len(current.body) == current.block_from > 0):
+                current.continued = False  # the next block of the text (or a BCC equal to STX)
+                current.block_from = len(current.body)
+            else:
+                if current is not None and current.body:
+                    problems.append(f"error: offset {current.offset}: text interrupted by STX "
+                                    f"at offset {i}; its {len(current.body)} bytes are dropped")
+                current = _Text(i + 1, True)
+        elif b == ETB and current is not None and len(current.body) > current.block_from:
+            if i + 1 < n and data[i + 1] != STX:  # a BCC: the byte before the next STX
+                i += 1
+                block = bytes(current.body[current.block_from:])
+                if data[i] != _bcc(block, ETB):
+                    problems.append(f"error: offset {i}: BCC {data[i]:02X} does not match "
+                                    f"{_bcc(block, ETB):02X} for the block before it; the text "
+                                    f"at offset {current.offset} is rejected")
+                    current = None
+                    i += 1
+                    continue
+            current.continued = True
         elif b == ETX:
             if current is None or not current.body:
                 problems.append(f"warning: offset {i}: ETX without text")
                 current = None
             else:
                 body = bytes(current.body)
+                block = body[current.block_from:]
                 start, framed = current.offset, current.framed
                 current = None
                 if i + 1 < n and data[i + 1] not in _NOT_BCC:
                     i += 1
-                    if data[i] != _bcc(body):
+                    if data[i] != _bcc(block):
                         problems.append(f"error: offset {i}: BCC {data[i]:02X} does not match "
-                                        f"{_bcc(body):02X} for the text at offset {start}; "
+                                        f"{_bcc(block):02X} for the text at offset {start}; "
                                         "text rejected")
                         i += 1
                         continue
@@ -221,6 +273,11 @@ def decode(data: bytes) -> CustomDecode:
         if kind in MARKERS:
             messages += 1
             continue
+        if is_host_query(kind):
+            messages += 1
+            problems.append(f"warning: offset {offset}: host query {kind!r} not supported: "
+                            "not answered, the analyzer's own timeout runs out")
+            continue
         if kind not in KINDS:
             problems.append(f"error: offset {offset}: unknown distinction code {kind!r}; "
                             "text skipped")
@@ -245,6 +302,8 @@ SPEC = DriverSpec(
     custom_decoder=decode,
     encoding="latin-1",
     serial=SerialDefaults(baudrate=9600, bytesize=8, parity="N", stopbits=1),
+    checksum_mode=ChecksumMode.STRICT,  # the live link expects a BCC after ETX and ETB
+    receive_timeout=30.0,  # a block or text with no byte for this long is given up
     query_style=QueryStyle.NONE,
     models="AU480, AU680",
     tested_with="AU480 captures (corpus beckman_2, beckman_3, paras-rana11/lab_lis)",

@@ -18,6 +18,7 @@ import pytest
 import drivers
 from drivers import Framing, ResultRole
 from drivers.beckman_au import decode
+from lis_gateway.au_online import encode_block, encode_text
 from lis_gateway.capture import decode_capture
 from lis_gateway.mapping import parse_table
 
@@ -212,3 +213,40 @@ def test_mapping_table_is_empty_until_the_site_numbers_its_tests() -> None:
     t = parse_table("beckman-au", (MAPPINGS / "beckman-au.csv").read_bytes(),
                     (MAPPINGS / "beckman-au.ranges.csv").read_bytes())
     assert dict(t.entries) == {}
+
+
+@pytest.mark.parametrize("with_bcc", [True, False])
+def test_etb_blocks_as_the_live_link_stores_them_decode_like_one_text(with_bcc: bool) -> None:
+    """Any block size, BCC on or off (some BCCs equal STX, ETX, ETB, CR...): the same rows."""
+    text = text_of("beckman_2")
+    for size in range(1, len(text) + 1):
+        result = decode(b"".join(encode_text(text, max_block=size, with_bcc=with_bcc)))
+        assert [(r.test, r.value) for r in result.rows] == BECKMAN_2, size
+        assert result.problems == () and result.messages == 1, size
+
+
+def test_a_wrong_bcc_in_an_etb_block_rejects_the_text() -> None:
+    """The BCC after ETB is checked for that block alone; a mismatch rejects the text."""
+    first, last = encode_text(text_of("beckman_3"), max_block=40)
+    wrong = first[:-1] + bytes([first[-1] ^ 0x01])
+    result = decode(wrong + last)
+    assert result.rows == ()
+    assert errors(result.problems)[0].startswith(f"error: offset {len(first) - 1}: BCC")
+
+
+def test_a_text_that_stops_after_an_etb_block_gives_nothing() -> None:
+    """ETB then EOT: the last block never came; no results."""
+    first, _last = encode_text(text_of("beckman_3"), max_block=40)
+    result = decode(first + EOT)
+    assert result.rows == ()
+    assert errors(result.problems) == [
+        "error: offset 1: text ended by EOT after an ETB block, without its last block; "
+        "no results taken"]
+
+
+def test_a_host_query_is_a_message_with_a_warning() -> None:
+    """An R text is read as a request the gateway does not answer."""
+    result = decode(encode_block(b"R 000601 0010"))
+    assert result.rows == () and result.messages == 1
+    assert result.problems == ("warning: offset 1: host query 'R ' not supported: not "
+                               "answered, the analyzer's own timeout runs out",)
