@@ -1,4 +1,4 @@
-"""ASTM host queries read and answered (sans-IO): the LIS2-A2 form and the Roche forms, protocols.md §2.4.
+"""ASTM host queries read and answered (sans-IO): LIS2-A2 and Roche forms, protocols.md §2.4.
 
 The Q records are those of the Roche cobas e 411 captures in
 tests/fixtures/astm/roche_cobas/ (e411_tsreq_cobas.bin: ``^^000004^40^...``,
