@@ -9,6 +9,12 @@ only after the commit, and NAKs (AE) if the transaction fails: the analyzer
 then sends the message again. A byte-identical resend is recognised by the
 store (``StoredMessage.repeat``) and adds no results.
 
+Messages are ASTM (``protocol`` ``astm``), HL7 (``hl7``) or Beckman AU online
+texts (``au``: the text's blocks exactly as received, rows read by the
+driver's own decoder, :func:`au_rows`, as ``lis-gateway parse`` and
+``reprocess`` read them). A text whose layout does not match is stored with
+its problem and no results; nothing of it is lost.
+
 Text that never became a message (:class:`IncompleteTransmission`) is kept as a
 one-chunk raw session whose ``peer`` says ``incomplete: <reason>``; the schema
 has no dedicated table for it.
@@ -35,6 +41,7 @@ from drivers.extract import ResultRow, extract_hl7_results, extract_results
 from lis_gateway import metrics
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.events import AbortReason
+from lis_gateway.au_online import AuMessage
 from lis_gateway.autoverify import Autoverification, Judging, judge_results
 from lis_gateway.capture import CaptureReport, normalize_report
 from lis_gateway.hl7.message import Hl7Message
@@ -75,6 +82,30 @@ def normalize_rows(rows: Sequence[ResultRow], spec: DriverSpec, table: MappingTa
     """One message's rows normalized exactly as ``lis-gateway parse`` does."""
     report = CaptureReport(rows=[(0, row) for row in rows])
     return [result for _number, result in normalize_report(report, spec, table)]
+
+
+def au_rows(msg: AuMessage, driver: DriverSpec) -> tuple[list[ResultRow], list[str]]:
+    """The rows of an AU text, read from its raw bytes by the driver's decoder.
+
+    Returns:
+        The rows (none when the layout does not match) and the decoder's problems.
+    """
+    if driver.custom_decoder is None:
+        return [], [f"error: driver {driver.name} has no decoder for AU texts; "
+                    "nothing extracted, the bytes are kept"]
+    decoded = driver.custom_decoder(msg.raw)
+    return list(decoded.rows), list(decoded.problems)
+
+
+def message_rows(msg: AstmMessage | Hl7Message | AuMessage, driver: DriverSpec
+                 ) -> tuple[list[ResultRow], str, list[str]]:
+    """A message's result rows, its ``protocol`` word for the store, and its problems."""
+    if isinstance(msg, AuMessage):
+        rows, problems = au_rows(msg, driver)
+        return rows, "au", problems
+    if isinstance(msg, Hl7Message):
+        return extract_hl7_results(msg, driver), "hl7", [str(p) for p in msg.problems]
+    return extract_results(msg, driver), "astm", [str(p) for p in msg.problems]
 
 
 def analyzer_patients(rows: Sequence[ResultRow]) -> dict[str, AnalyzerPatient]:
@@ -198,12 +229,9 @@ class StoreSink:
             log if log is not None
             else structlog.get_logger("lis_gateway.ingest").bind(analyzer=name))
 
-    def message_received(self, msg: AstmMessage | Hl7Message) -> Deferred[object]:
+    def message_received(self, msg: AstmMessage | Hl7Message | AuMessage) -> Deferred[object]:
         """Store the message; the Deferred fires after the commit (fails after a rollback)."""
-        if isinstance(msg, Hl7Message):
-            rows, protocol = extract_hl7_results(msg, self._driver), "hl7"
-        else:
-            rows, protocol = extract_results(msg, self._driver), "astm"
+        rows, protocol, problems = message_rows(msg, self._driver)
         table, judging = self._table, self._autoverification
         if self._current_table is not None:
             table = self._current_table()
@@ -214,7 +242,7 @@ class StoreSink:
                              family=self._driver.name, protocol=protocol, raw=msg.raw,
                              received_at=self._utcnow(), results=results,
                              autoverification=judging,
-                             problems=[str(p) for p in msg.problems],
+                             problems=problems,
                              analyzer_patients=patients)
         d.addCallback(self._stored, len(msg.raw))
         d.addErrback(self._not_stored)

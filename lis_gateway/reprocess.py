@@ -10,6 +10,13 @@ current rules' outcomes are recorded on the held version; a held result is
 never autoverified in place (the lifecycle has no such transition): a
 person validates it.
 
+The stored bytes are read by the analyzer's driver through
+:func:`lis_gateway.capture.decode_capture`, the reader of ``lis-gateway
+parse``, so every kind of stored message is read again the way it was read on
+arrival: ASTM records, HL7 messages, and Beckman AU online texts
+(protocol ``au``: the text's blocks as received, read by the driver's own
+decoder, as :func:`lis_gateway.ingest.au_rows` does).
+
 Versions written by a person (corrections) are left alone. No SQL here.
 """
 
