@@ -588,6 +588,12 @@ class _Checker:
             self.problem(f"{where}.transport", f"driver {spec.name} sends bare records, "
                          "which only work over TCP")
             return None
+        # Framing.CUSTOM is the Beckman AU online link: serial, or TCP either way
+        # round (the gateway listens by default; the link is the same once connected).
+        if spec.framing is drivers.Framing.CUSTOM and spec.custom_decoder is None:
+            self.problem(f"{where}.driver", f"driver {spec.name} uses a vendor byte protocol "
+                         "but has no decoder for its texts")
+            return None
         unsolicited = item.get("unsolicited", False)
         if not isinstance(unsolicited, bool):
             self.problem(f"{where}.unsolicited",

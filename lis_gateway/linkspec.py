@@ -58,6 +58,9 @@ class LinkSpec:
             raise ValueError(f"link {self.name!r}: a serial link needs a device")
         if self.transport == "serial" and self.driver.framing is Framing.BARE:
             raise ValueError(f"link {self.name!r}: bare-record framing is TCP only")
+        if self.driver.framing is Framing.CUSTOM and self.driver.custom_decoder is None:
+            raise ValueError(f"link {self.name!r}: a vendor byte protocol (AU online) link "
+                             "needs the driver's decoder")
 
     def serial_settings(self) -> SerialDefaults:
         """The serial settings, with the driver's defaults for those left ``None``."""
