@@ -33,6 +33,7 @@ from lis_gateway.adapters.serial import SerialSupervisor
 from lis_gateway.adapters.tcp import LinkServerService
 from lis_gateway.astm.assembler import AstmMessage, IncompleteTransmission
 from lis_gateway.astm.events import AbortReason
+from lis_gateway.au_online import AuMessage
 from lis_gateway.hl7.message import Hl7Message
 from lis_gateway.service import LinkSpec
 
@@ -57,9 +58,16 @@ class ResultPrinter:
             log if log is not None
             else structlog.get_logger("lis_gateway.receive").bind(analyzer=link))
 
-    def message_received(self, msg: AstmMessage | Hl7Message) -> Deferred[object] | None:
+    def message_received(self, msg: AstmMessage | Hl7Message | AuMessage
+                         ) -> Deferred[object] | None:
         """Print the message's results (the frame or message is ACKed right after)."""
-        if isinstance(msg, Hl7Message):
+        problems: Sequence[object] = () if isinstance(msg, AuMessage) else msg.problems
+        if isinstance(msg, AuMessage):  # a Beckman AU text: the driver's own decoder reads it
+            decoded = (self._driver.custom_decoder(msg.raw)
+                       if self._driver.custom_decoder is not None else None)
+            rows = list(decoded.rows) if decoded is not None else []
+            problems = decoded.problems if decoded is not None else ("no decoder",)
+        elif isinstance(msg, Hl7Message):
             rows = extract_hl7_results(msg, self._driver)
         else:
             rows = extract_results(msg, self._driver)
@@ -67,7 +75,7 @@ class ResultPrinter:
             self._out.write(json.dumps({"link": self.link, **row.to_dict()},
                                        ensure_ascii=False) + "\n")
         if self._summary:
-            self._out.write(summary_line(self.link, msg, rows) + "\n")
+            self._out.write(summary_line(self.link, msg, rows, len(problems)) + "\n")
         self._out.flush()
         return None
 
@@ -84,13 +92,14 @@ class ResultPrinter:
         self._log.warning("send-failed", messages=len(messages), reason=reason.value)
 
 
-def summary_line(link: str, msg: AstmMessage | Hl7Message, rows: Sequence[ResultRow]) -> str:
+def summary_line(link: str, msg: AstmMessage | Hl7Message | AuMessage,
+                 rows: Sequence[ResultRow], problems: int) -> str:
     """One human line per message: link, samples, result count, tests, problems."""
     samples = ", ".join(dict.fromkeys(r.sample_id for r in rows)) or "no sample id"
     tests = " ".join(r.test for r in rows)
     ended = ", no L record" if isinstance(msg, AstmMessage) and not msg.terminated else ""
     return (f"# {link}: {len(rows)} results for {samples} [{tests}] "
-            f"({len(msg.problems)} problems{ended})")
+            f"({problems} problems{ended})")
 
 
 def host_port(text: str) -> tuple[str, int]:

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -36,6 +36,7 @@ from lis_gateway.adapters.astm_protocol import (
     BareRecordProtocol,
     LinkPresence,
 )
+from lis_gateway.adapters.au_protocol import AuSink, au_protocol_factory
 from lis_gateway.adapters.mllp_protocol import analyzer_protocol_factory
 from lis_gateway.adapters.serial import SerialSupervisor
 from lis_gateway.adapters.sink import NO_ORDERS, OrderSource, Sink
@@ -125,6 +126,11 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
     driver = link.driver
     hl7 = (analyzer_protocol_factory(driver, reactor, sink, orders)
            if driver.protocol is DriverProtocol.HL7 else None)
+    # Framing.CUSTOM is the Beckman AU online protocol. Its sinks (StoreSink, the
+    # printer of ``receive``) take AuMessage too; the Sink protocol names the ASTM and
+    # HL7 messages only, so that every ASTM-only sink need not widen for it.
+    au = (au_protocol_factory(driver, reactor, cast("AuSink", sink), link.name)
+          if driver.framing is Framing.CUSTOM else None)
 
     def build(session: str) -> Protocol:
         session_log = log.bind(session=session)
@@ -142,6 +148,8 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
             recorder = extra if recorder is None else TeeRecorder(recorder, extra)
         if hl7 is not None:
             return hl7(recorder, session_log)
+        if au is not None:
+            return au(recorder, session_log)
         if driver.framing is Framing.BARE:
             return BareRecordProtocol(reactor, driver.encoding, sink, recorder, session_log)
         return AstmLinkProtocol(driver.link_config(), reactor, driver.encoding, sink,
