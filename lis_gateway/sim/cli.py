@@ -67,7 +67,7 @@ between frames or messages). --seed repeats a run's values and faults.
 With --count N it stops once N samples' results have their outcome. Exit
 status 0 only when every message was delivered (retries after injected
 faults allowed), 1 otherwise, 2 for options it cannot use. beckman-au cannot
-be simulated: the gateway has no live link for its protocol yet.
+be simulated yet: the simulator has no style for the AU online protocol.
 """
 
 #: Seconds between samples when neither --interval nor --rate is given.

@@ -1,9 +1,11 @@
 """Which simulated style plays which driver, or why none does (pure).
 
-Every registered driver has a style except ``beckman-au``: the AU online
-protocol is a vendor byte protocol for which the gateway has no live link
-yet (its driver decodes captures only), so a simulator would have nothing
-on the gateway side to talk to, and its mapping table is empty.
+Every registered driver has a style except ``beckman-au``. The gateway runs
+the AU online protocol live (:mod:`lis_gateway.au_online`), and its analyzer
+end exists (:class:`lis_gateway.au_online.AuSender`, which the integration
+tests play), but the simulator has no AU style: its fault cores cut E1381
+frames and MLLP blocks, and the texts, the faults on AU blocks and the
+session wiring would all be new; the driver's mapping table is empty too.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ class UnsupportedDriverError(ValueError):
 #: Drivers refused, with the reason given to the user.
 REFUSED: dict[str, str] = {
     "beckman-au": (
-        "beckman-au speaks the Beckman AU online protocol (STX/ETX texts with a BCC, not "
-        "ASTM E1381 or MLLP); the gateway has no live link for it yet, only an offline "
-        "decoder of captures (lis-gateway parse --driver beckman-au), and its mapping table "
-        "is empty, so there is nothing for a simulator to talk to"),
+        "beckman-au speaks the Beckman AU online protocol (STX/ETX texts with a BCC, each "
+        "answered ACK or NAK; not ASTM E1381 or MLLP). The gateway runs it live "
+        "(lis-gateway run and receive), but the simulator has no AU style yet; play an AU "
+        "with lis_gateway.au_online.AuSender as tests/integration/test_au_link.py does"),
 }
 
 

@@ -237,7 +237,7 @@ def _check(argv: list[str]) -> str:
 
 def test_options_that_do_not_fit_the_driver_are_refused() -> None:
     """Each refusal names the reason; nothing is started."""
-    assert "no live link" in _check(["--driver", "beckman-au", "--connect", "h:1"])
+    assert "no AU style yet" in _check(["--driver", "beckman-au", "--connect", "h:1"])
     assert "MLLP carries no checksum" in _check(["--driver", "mindray-bs", "--connect", "h:1",
                                                  "--fault", "bad-checksum"])
     assert "TCP only" in _check(["--driver", "mindray-bc", "--pty"])
@@ -251,4 +251,4 @@ def test_a_refused_driver_exits_2_with_its_reason() -> None:
                            "beckman-au", "--connect", "127.0.0.1:1"], capture_output=True,
                           text=True, timeout=TIMEOUT)
     assert done.returncode == 2
-    assert "cannot simulate beckman-au" in done.stderr and "no live link" in done.stderr
+    assert "cannot simulate beckman-au" in done.stderr and "no AU style yet" in done.stderr

@@ -127,8 +127,8 @@ def test_sample_ids_count_up_from_the_first() -> None:
 
 
 def test_beckman_au_is_refused_with_its_reason() -> None:
-    """The AU online protocol has no live gateway link: the simulator says so."""
-    with pytest.raises(UnsupportedDriverError, match="no live link"):
+    """The simulator has no AU online style (the gateway's link exists): it says so."""
+    with pytest.raises(UnsupportedDriverError, match="no AU style yet"):
         style_for(drivers.get("beckman-au"))
 
 
