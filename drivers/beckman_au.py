@@ -306,5 +306,6 @@ SPEC = DriverSpec(
     receive_timeout=30.0,  # a block or text with no byte for this long is given up
     query_style=QueryStyle.NONE,
     models="AU480, AU680",
-    tested_with="AU480 captures (corpus beckman_2, beckman_3, paras-rana11/lab_lis)",
+    tested_with="AU480 captures (corpus beckman_2, beckman_3, paras-rana11/lab_lis); "
+                "the live link against a simulated AU only",
 )
