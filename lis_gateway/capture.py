@@ -134,9 +134,13 @@ def decode_capture(data: bytes, spec: DriverSpec, *, encoding: str | None = None
     if spec.protocol is Protocol.HL7:
         return _decode_hl7(data, spec, encoding)
     if spec.framing is Framing.CUSTOM and spec.custom_decoder is not None:
+        problems: list[str] = []
+        if is_recording(data):
+            data = _received(data, problems)
         custom = spec.custom_decoder(data)
         return CaptureReport(rows=[(1, row) for row in custom.rows],
-                             problems=list(custom.problems), custom_messages=custom.messages)
+                             problems=problems + list(custom.problems),
+                             custom_messages=custom.messages)
     enc = encoding or spec.encoding
     if is_recording(data):
         return _decode_recording(data, spec, enc, accept_bad_checksums, repair_line_endings)
@@ -146,6 +150,21 @@ def decode_capture(data: bytes, spec: DriverSpec, *, encoding: str | None = None
     dec.feed(data, 0.0)
     dec.close(0.0, "capture ended in the middle of a transfer")
     return dec.report
+
+
+def _received(recording: bytes, problems: list[str]) -> bytes:
+    """The analyzer's bytes of a wire recording (a vendor-protocol link's), in order.
+
+    A recording that cannot be read further adds a problem; what came before is kept.
+    """
+    received = bytearray()
+    try:
+        for chunk in read_recording(recording):
+            if chunk.direction == "rx":
+                received += chunk.data
+    except ValueError as exc:
+        problems.append(f"error: recording: {exc}")
+    return bytes(received)
 
 
 def _decode_bare(data: bytes, spec: DriverSpec, encoding: str) -> CaptureReport:

@@ -250,3 +250,20 @@ def test_a_host_query_is_a_message_with_a_warning() -> None:
     assert result.rows == () and result.messages == 1
     assert result.problems == ("warning: offset 1: host query 'R ' not supported: not "
                                "answered, the analyzer's own timeout runs out",)
+
+
+def test_a_wire_recording_of_an_au_link_decodes_from_its_received_bytes() -> None:
+    """``parse`` of a live link's recording reads the analyzer's bytes, not the JSON lines."""
+    import io
+
+    from lis_gateway.wire import WireRecorder
+
+    stream = io.BytesIO()
+    recorder = WireRecorder(stream, "au1", 0.0)
+    recorder.note("connected", 0.0)
+    for block in encode_text(text_of("beckman_2"), max_block=100):
+        recorder.record("rx", block, 1.0)
+        recorder.record("tx", b"\x06", 1.0)
+    report = decode_capture(stream.getvalue() + b'{"t": 2, "dir": "rx"', SPEC)
+    assert [(r.test, r.value) for _, r in report.rows] == BECKMAN_2
+    assert len(report.problems) == 1 and report.problems[0].startswith("error: recording:")
