@@ -37,6 +37,7 @@ class DeviationKind(enum.Enum):
     LINK_CONTROL = "link-control"  #: ENQ, EOT, ACK or NAK from the analyzer (not used here)
     STRAY_BYTES = "stray-bytes"  #: bytes outside any block
     BROKEN_BLOCK = "broken-block"  #: a block cut short; its bytes are dropped
+    BLOCK_WHILE_HELD = "block-while-held"  #: a bad BCC while an answer is held: dropped
     STRAY_REPLY = "stray-reply"  #: sender: a byte other than ACK or NAK, or a reply unasked
 
 
@@ -91,7 +92,11 @@ class BlockRejected:
 
 @dataclass(frozen=True, slots=True)
 class DuplicateBlock:
-    """The block acknowledged last came again (our ACK was lost): ACKed, discarded."""
+    """The block acknowledged last came again (our ACK was lost): ACKed, discarded.
+
+    A copy of a block whose answer is held (the owner is slow) is discarded
+    too; the held answer serves it.
+    """
 
     offset: int
 

@@ -29,8 +29,16 @@ States (:class:`AuState`):
   waits for :meth:`AuLink.acknowledge` (durable before acknowledged) or
   :meth:`AuLink.reject` (NAK: the analyzer sends the last block again). Texts
   whose distinction code is in :attr:`AuConfig.immediate` (``DB``, ``DE``,
-  ``DA``, ``DR``) are acknowledged at once. Peer input meanwhile waits and
-  is processed after the answer; no timer runs (the owner always answers).
+  ``DA``, ``DR``) are acknowledged at once. No timer runs (the owner always
+  answers). The analyzer sends nothing new before its answer, so a block
+  arriving meanwhile is the held block again (its reply timer ran out): a
+  copy, or one with a bad BCC, is dropped and the one held answer serves it
+  (a second answer would be taken for the analyzer's next block). Any other
+  block (a sender that did not wait) is processed after the answer. If the
+  owner takes longer than all of the analyzer's tries, the analyzer gives
+  the text up and sends its next text; the late answer then reaches it as
+  the answer to that text's first block. The store answers in milliseconds:
+  this is written down, not handled.
 
 Duplicates: when our ACK is lost, the analyzer sends the same block again. A
 block byte-identical to the block acknowledged last is acknowledged and
@@ -96,8 +104,6 @@ class AuInput(enum.Enum):
 
 S = AuState
 I = AuInput  # noqa: E741 - short alias used only to keep the table readable
-_PEER = (I.BLOCK_LAST, I.BLOCK_MORE, I.BLOCK_BAD, I.BLOCK_TOO_LONG, I.BLOCK_DUPLICATE,
-         I.CONTROL, I.NOISE, I.BROKEN)
 
 #: Every transition: (state, input) -> (method name, allowed next states).
 #: A pair missing from the table is local misuse (only local inputs lack rows).
@@ -122,11 +128,18 @@ TRANSITIONS: dict[tuple[AuState, AuInput], tuple[str, frozenset[AuState]]] = {
     (S.CONTINUING, I.NOISE): ("_deviation", frozenset({S.CONTINUING})),
     (S.CONTINUING, I.BROKEN): ("_deviation", frozenset({S.CONTINUING})),
     (S.CONTINUING, I.TIMEOUT): ("_give_up", frozenset({S.IDLE})),
-    # HOLDING_ACK: peer input waits until the owner answers
+    # HOLDING_ACK: copies of the held block are served by its answer; new blocks wait
     (S.HOLDING_ACK, I.LOCAL_ACK): ("_release_ack", frozenset({S.IDLE})),
     (S.HOLDING_ACK, I.LOCAL_NAK): ("_release_nak", frozenset({S.IDLE, S.CONTINUING})),
     (S.HOLDING_ACK, I.TIMEOUT): ("_ignore", frozenset({S.HOLDING_ACK})),
-    **{(S.HOLDING_ACK, inp): ("_defer", frozenset({S.HOLDING_ACK})) for inp in _PEER},
+    (S.HOLDING_ACK, I.CONTROL): ("_deviation", frozenset({S.HOLDING_ACK})),
+    (S.HOLDING_ACK, I.NOISE): ("_deviation", frozenset({S.HOLDING_ACK})),
+    (S.HOLDING_ACK, I.BROKEN): ("_deviation", frozenset({S.HOLDING_ACK})),
+    (S.HOLDING_ACK, I.BLOCK_BAD): ("_drop_damaged", frozenset({S.HOLDING_ACK})),
+    (S.HOLDING_ACK, I.BLOCK_DUPLICATE): ("_drop_copy", frozenset({S.HOLDING_ACK})),
+    (S.HOLDING_ACK, I.BLOCK_LAST): ("_defer", frozenset({S.HOLDING_ACK})),
+    (S.HOLDING_ACK, I.BLOCK_MORE): ("_defer", frozenset({S.HOLDING_ACK})),
+    (S.HOLDING_ACK, I.BLOCK_TOO_LONG): ("_defer", frozenset({S.HOLDING_ACK})),
 }
 
 #: Inputs only local calls produce: a missing row for these raises.
@@ -185,7 +198,7 @@ class AuLink:
         self._last_block = b""  # the block acknowledged last
         self._last_text_blocks = 0  # blocks of the text completed last
         self._refusals = 0  # NAKs in a row of the text in progress
-        self._deferred: list[Token] = []
+        self._deferred: list[Token] = []  # new blocks received while an answer is held
         self._token: Token | None = None
         self._actions: dict[tuple[AuState, AuInput],
                             tuple[Callable[[float], AuState], frozenset[AuState]]] = {
@@ -275,6 +288,10 @@ class AuLink:
     def _process(self, token: Token, now: float) -> None:
         self._dispatch(self._classify(token), now, token)
 
+    def _replay_deferred(self, now: float) -> None:
+        while self._deferred and self.state is not S.HOLDING_ACK:
+            self._process(self._deferred.pop(0), now)
+
     def _classify(self, token: Token) -> AuInput:
         if token.kind is TokenKind.CONTROL:
             return I.CONTROL
@@ -293,17 +310,30 @@ class AuLink:
             return I.BLOCK_TOO_LONG
         return I.BLOCK_LAST if token.final else I.BLOCK_MORE
 
-    def _replay_deferred(self, now: float) -> None:
-        while self._deferred and self.state is not S.HOLDING_ACK:
-            self._process(self._deferred.pop(0), now)
-
     # -------------------------------------------------------------- actions
 
     def _ignore(self, now: float) -> AuState:
         return self.state
 
     def _defer(self, now: float) -> AuState:
-        self._deferred.append(self._block_token())
+        token = self._block_token()
+        if token.raw == self._blocks[-1].raw:
+            return self._drop_copy(now)
+        self._deferred.append(token)  # a sender that did not wait: answered in turn
+        return self.state
+
+    def _drop_copy(self, now: float) -> AuState:
+        # The analyzer's reply timer ran out and it sent the held block again: the one
+        # held answer serves both (a second would be taken for its next block's).
+        self._events.append(DuplicateBlock(self._block_token().offset))
+        return self.state
+
+    def _drop_damaged(self, now: float) -> AuState:
+        # A bad BCC while an answer is held: most likely a damaged copy of the held
+        # block; a NAK now would be taken for the held block's answer.
+        token = self._block_token()
+        self._events.append(Deviation(DeviationKind.BLOCK_WHILE_HELD, token.detail,
+                                      token.offset))
         return self.state
 
     def _deviation(self, now: float) -> AuState:

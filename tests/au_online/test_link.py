@@ -331,7 +331,7 @@ def test_connection_lost_in_mid_text_hands_out_the_blocks() -> None:
        st.lists(st.booleans(), max_size=12))
 def test_any_input_gets_one_reply_per_block_and_never_raises(pieces: list[bytes],
                                                              store_ok: list[bool]) -> None:
-    """Whatever arrives, each complete block gets exactly one ACK or NAK, in order."""
+    """Whatever arrives, with the owner answering at once, each block gets one ACK or NAK."""
     link = AuLink(HELD)
     answers = iter(store_ok)
     replies = b""
@@ -348,3 +348,27 @@ def test_any_input_gets_one_reply_per_block_and_never_raises(pieces: list[bytes]
     complete = [t for t in BlockScanner().feed(b"".join(pieces))
                 if t.kind in (TokenKind.BLOCK, TokenKind.OVERSIZE)]
     assert len(replies) == len(complete) and set(replies) <= {ACK[0], NAK[0]}
+
+
+def test_a_copy_of_the_held_block_is_answered_once() -> None:
+    """The analyzer resends while the store works: one ACK answers both, none is stale."""
+    link = AuLink(HELD)
+    block = encode_block(TEXT)
+    feed(link, block)
+    sent, events = feed(link, block, 5.0)
+    assert sent == b"" and events == [DuplicateBlock(len(block))]
+    link.acknowledge(6.0)
+    assert link.data_to_send() == ACK and link.events() == []
+
+
+def test_a_damaged_copy_of_the_held_block_is_dropped_without_an_answer() -> None:
+    """A bad BCC while the answer is held: no NAK (it would answer the held block)."""
+    link = AuLink(HELD)
+    block = encode_block(TEXT)
+    feed(link, block)
+    sent, events = feed(link, block[:-1] + bytes([block[-1] ^ 0x01]), 5.0)
+    assert sent == b""
+    assert [(type(e), getattr(e, "kind", None)) for e in events] == [
+        (Deviation, DeviationKind.BLOCK_WHILE_HELD)]
+    link.reject(6.0)
+    assert link.data_to_send() == NAK and link.events() == []

@@ -91,12 +91,13 @@ class LossyLine:
     """Moves bytes between a sender and a host link, corrupting or dropping on request."""
 
     def __init__(self, rng: random.Random, corrupt: float, drop_ack: float,
-                 max_block: int) -> None:
+                 max_block: int, slow: float = 0.0) -> None:
         self.sender = AuSender(SenderConfig(max_block=max_block, reply_timeout=5.0,
                                             max_attempts=1000))
         # both ends agree on the tries, as the host's give-up rule assumes
         self.host = AuLink(AuConfig(manual_ack=True, max_attempts=1000))
-        self.rng, self.corrupt, self.drop_ack = rng, corrupt, drop_ack
+        self.rng, self.corrupt, self.drop_ack, self.slow = rng, corrupt, drop_ack, slow
+        self.ack_at: float | None = None  # a slow store: when the held text is answered
         self.now = 0.0
         self.stored: list[bytes] = []  # raw messages, as a store keeps them (by content)
         self.sent: list[bytes] = []
@@ -121,14 +122,18 @@ class LossyLine:
             if isinstance(event, TextReceived) and event.held:
                 if event.message.raw not in self.stored:
                     self.stored.append(event.message.raw)
-                self.host.acknowledge(self.now)
+                # a slow commit outlasts two of the analyzer's reply timers
+                self.ack_at = self.now + (12.0 if self.rng.random() < self.slow else 0.0)
+        if self.ack_at is not None and self.now >= self.ack_at:
+            self.ack_at = None
+            self.host.acknowledge(self.now)
         reply = self.host.data_to_send()
         if reply and self.rng.random() >= self.drop_ack:
             self.sender.receive_data(reply, self.now)
         self.sent += [e.text for e in self.sender.events() if isinstance(e, TextSent)]
-        timer = self.sender.get_timer()
-        if not out and not reply and timer is not None:  # quiet line: the sender's timer
-            self.now = max(self.now, timer)
+        timers = [t for t in (self.sender.get_timer(), self.ack_at) if t is not None]
+        if not out and not reply and timers:  # quiet line: the next timer
+            self.now = max(self.now, min(timers))
             self.sender.handle_timer(self.now)
             self.host.handle_timer(self.now)
 
@@ -136,8 +141,9 @@ class LossyLine:
 @settings(max_examples=60, deadline=None)
 @given(st.integers(min_value=0, max_value=2**32), st.sampled_from([0, 25, 100]))
 def test_texts_get_through_a_lossy_line_once_each(seed: int, max_block: int) -> None:
-    """Corrupted blocks and lost ACKs: every text is stored once, nothing is invented."""
-    line = LossyLine(random.Random(seed), corrupt=0.2, drop_ack=0.2, max_block=max_block)
+    """Corrupted blocks, lost ACKs, slow commits: every text stored once, nothing invented."""
+    line = LossyLine(random.Random(seed), corrupt=0.2, drop_ack=0.2, max_block=max_block,
+                     slow=0.3)
     texts = [b"DB", TEXTS[0], TEXTS[1], b"DE"]
     line.run(texts)
     assert line.sent == texts
