@@ -15,9 +15,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 #: process stay apart, and nothing else registers into it by accident).
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-FRAMES = Counter("lis_gateway_frames", "ASTM frames received, by analyzer and outcome "
-                 "(accepted, rejected, duplicate)", ["analyzer", "outcome"], registry=REGISTRY)
-FRAME_REJECTIONS = Counter("lis_gateway_frame_rejections", "ASTM frames (and ENQs: "
+FRAMES = Counter("lis_gateway_frames", "ASTM frames (and Beckman AU blocks) received, by "
+                 "analyzer and outcome (accepted, rejected, duplicate)", ["analyzer", "outcome"],
+                 registry=REGISTRY)
+FRAME_REJECTIONS = Counter("lis_gateway_frame_rejections", "ASTM frames and AU blocks (and ENQs: "
                            "enq-busy) answered NAK, by analyzer and reason (checksum, "
                            "frame-number, enq-busy, ...)",
                            ["analyzer", "reason"], registry=REGISTRY)

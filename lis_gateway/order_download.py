@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Connection
@@ -64,11 +65,13 @@ class PushTarget:
         name: the link (analyzer) name.
         codes: local code -> the analyzer's code (from its mapping table).
         encoding: the link's character encoding.
+        timezone: the analyzer clock's IANA zone (H-14 and O-7 are its wall time).
     """
 
     name: str
     codes: Mapping[str, str]
     encoding: str = "latin-1"
+    timezone: str = "UTC"
     protocol: AstmLinkProtocol | None = None
     busy: bool = False
     #: called when a connection comes up (the service looks at the queue at once)
@@ -215,8 +218,8 @@ class DownloadService(Service):
             target.busy = False
             return
         job = queue.pop(0)
-        text, unsendable, why = compose(job, target.codes, now=self._now(),
-                                        encoding=target.encoding)
+        wall = self._now().astimezone(ZoneInfo(target.timezone))
+        text, unsendable, why = compose(job, target.codes, now=wall, encoding=target.encoding)
         if unsendable:
             self._record(unsendable, downloads.NOT_SENT, why, None, target.name)
         sendable = [r.id for r in job.rows if r.id not in unsendable]

@@ -156,7 +156,7 @@ def _protocol_builder(link: LinkSpec, reactor: Any, sink: Sink,
                                 recorder, session_log,
                                 orders=None if orders is NO_ORDERS else orders,
                                 presence=presence, analyzer=link.name,
-                                reply_style=driver.astm_reply)
+                                reply_style=driver.astm_reply, timezone=driver.timezone)
 
     return build
 
@@ -273,7 +273,8 @@ def push_targets(links: Sequence[LinkSpec], tables: Mapping[str, MappingTable | 
     from lis_gateway.order_lookup import analyzer_codes
 
     return [PushTarget(link.name, {local: code for local, (code, _name) in analyzer_codes(
-                tables.get(link.driver.table_name)).items()}, link.driver.encoding)
+                tables.get(link.driver.table_name)).items()}, link.driver.encoding,
+                       link.driver.timezone)
             for link in links if link.order_download]
 
 

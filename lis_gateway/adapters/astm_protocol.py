@@ -35,7 +35,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from structlog.typing import FilteringBoundLogger
 from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred, succeed
@@ -192,6 +193,8 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
             beyond it is answered NAK.
         reply_style: the form of host-query answers, chosen per query message
             (the driver's ``astm_reply``; LIS2-A2 by default).
+        timezone: the analyzer clock's IANA zone: ASTM timestamps carry no
+            offset, so the times written in answers are its wall time.
     """
 
     def __init__(self, config: LinkConfig, clock: IReactorTime, encoding: str, sink: Sink,
@@ -201,9 +204,10 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
                  presence: LinkPresence | None = None, analyzer: str = "",
                  max_message: int = MAX_MESSAGE,
                  reply_style: Callable[[AstmMessage], ReplyStyle] = lambda _m: LIS2_A2,
-                 ) -> None:
+                 timezone: str = "UTC") -> None:
         super().__init__(clock, sink, recorder, log, "astm")
         self._reply_style = reply_style
+        self._zone = ZoneInfo(timezone)
         self.max_message = max_message
         self._pending_text = 0  # text bytes received since the last complete message
         self._too_long = False  # the text was refused for its length
@@ -459,7 +463,7 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
     def _reply(self, samples: Sequence[OrderedSample], style: ReplyStyle,
                header: HeaderRecord | None, queries: list[HostQuery]) -> None:
         found = {s.sample_id: reply_sample(s) for s in samples}
-        now = datetime.fromtimestamp(self._clock.seconds(), UTC)
+        now = datetime.fromtimestamp(self._clock.seconds(), self._zone)
         reply = build_reply(queries, found, now=now, encoding=self._encoding, style=style,
                             query_header=header)
         self._log.info("query-answered", keys=len(queries), found=len(found), form=style.name)
@@ -469,7 +473,7 @@ class AstmLinkProtocol(_RecordedLinkProtocol):
                        queries: list[HostQuery]) -> None:
         # L|1|Q: "error in last request for information"; the analyzer may ask again
         self._log.error("query-lookup-failed", error=failure_kind(failure), keys=len(queries))
-        now = datetime.fromtimestamp(self._clock.seconds(), UTC)
+        now = datetime.fromtimestamp(self._clock.seconds(), self._zone)
         self.send_message(build_error_reply(now=now, encoding=self._encoding, style=style,
                                             query_header=header))
 

@@ -331,7 +331,7 @@ def store_message(conn: Connection, *, analyzer_id: int, protocol: str, raw: byt
 
     Args:
         analyzer_id: from :func:`ensure_analyzer`.
-        protocol: ``"astm"`` or ``"hl7"``.
+        protocol: ``"astm"``, ``"hl7"`` or ``"au"`` (Beckman AU online).
         raw: the message bytes exactly as received.
         received_at: timezone-aware arrival time.
         results: the message's normalized results, in order.

@@ -106,7 +106,7 @@ messages = Table(
     "messages", metadata,
     Column("id", Integer, primary_key=True),
     Column("analyzer_id", ForeignKey("analyzers.id"), nullable=False),
-    Column("protocol", String(10), nullable=False),  #: astm, hl7
+    Column("protocol", String(10), nullable=False),  #: astm, hl7, au
     Column("content_hash", String(64), nullable=False),  #: sha256 hex of raw
     Column("raw", LargeBinary, nullable=False),
     Column("raw_session_id", ForeignKey("raw_sessions.id"), nullable=True),

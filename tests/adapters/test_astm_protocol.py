@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 from structlog.testing import capture_logs
@@ -315,3 +315,71 @@ def test_simulator_sends_on_its_interval() -> None:
     sim.stop()
     assert sim.protocol is not None and sim.protocol.link.config.role is Role.INSTRUMENT
     assert isinstance(sim.protocol.link.config, LinkConfig)
+
+
+class OneOrder:
+    """An order source that knows one tube, answering at once."""
+
+    def find(self, sample_ids: tuple[str, ...]) -> list[object]:
+        from lis_gateway.hl7.datatypes import HierarchicDesignator
+        from lis_gateway.hl7.patient import PatientIdentity
+        from lis_gateway.hl7.queries import OrderedSample
+
+        patient = PatientIdentity(hospital_id="BN1", hospital=HierarchicDesignator("BV1"))
+        return [OrderedSample(s, (("G1", "Glucose"),), patient) for s in sample_ids
+                if s == "CD0001"]
+
+
+def answered(proto: AstmLinkProtocol, transport: StringTransport, clock: Clock,
+             query: bytes) -> list[str]:
+    """Send ``query`` as an instrument over ``proto``; return the answer's record lines."""
+    from lis_gateway.astm.events import FrameAccepted, MessageSent, TransferEnded
+    from lis_gateway.astm.link import LinkConnection
+
+    link = LinkConnection(LinkConfig(role=Role.INSTRUMENT))
+    link.send(query, clock.seconds())
+    sent, text = False, b""
+    for _ in range(200):
+        for event in link.events():
+            sent = sent or isinstance(event, MessageSent)
+            if isinstance(event, FrameAccepted):
+                text += event.text
+            if isinstance(event, TransferEnded) and sent and text:
+                return text.decode("latin-1").strip("\r").split("\r")
+        out = link.data_to_send()
+        if out:
+            proto.dataReceived(out)
+        reply = transport.value()
+        transport.clear()
+        if reply:
+            link.receive_data(reply, clock.seconds())
+        clock.advance(0.05)
+        link.handle_timer(clock.seconds())
+    raise AssertionError("no answer")
+
+
+def test_host_query_answers_carry_the_analyzers_wall_time_and_the_drivers_form() -> None:
+    """H-14/O-7 in the analyzer's zone (ASTM times carry no offset); roche answers TSDWN."""
+    clock = Clock()
+    clock.advance(datetime(2026, 11, 22, 2, 30, tzinfo=UTC).timestamp())
+    query = b"H|\\^&|||SIM^1|||||||P|LIS2-A2\rQ|1|^CD0001||ALL||||||||O\rL|1|N\r"
+    proto = AstmLinkProtocol(GENERIC.link_config(), clock, "latin-1", FakeSink(),
+                             orders=OneOrder(),  # type: ignore[arg-type]
+                             timezone="Asia/Ho_Chi_Minh")
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    lines = answered(proto, transport, clock, query)
+    assert lines[0] == "H|\\^&|||LIS-GATEWAY|||||||P|LIS2-A2|20261122093000"
+    assert lines[2] == "O|1|CD0001||^^^G1|R|20261122093000|||||N||||||||||||||Q"
+
+    roche = drivers.get("roche-cobas")
+    proto = AstmLinkProtocol(roche.link_config(), clock, "latin-1", FakeSink(),
+                             orders=OneOrder(),  # type: ignore[arg-type]
+                             reply_style=roche.astm_reply, timezone=roche.timezone)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    cobas = (b"H|\\^&|||cobas-e411^1|||||host|TSREQ^REAL|P|1\r"
+             b"Q|1|^^CD0001^40^0^5^^S1^SC||ALL||||||||O\rL|1|N\r")
+    assert answered(proto, transport, clock, cobas) == [
+        "H|\\^&|||host^1|||||cobas-e411|TSDWN^REPLY|P|1", "P|1",
+        "O|1|CD0001|40^0^5^^S1^SC|^^^G1^|R||||||A||||1||||||||||O", "L|1|N"]
