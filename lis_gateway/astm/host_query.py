@@ -16,8 +16,8 @@ cobas e 411 manual (corpus roche_5 and roche_6): O-3 the barcode and O-4 the
 analyzer's own keys echoed, and "no order" written as an O record without
 tests rather than as ``L|1|I``.
 
-A Q-13 of ``A`` is the
-analyzer cancelling its last request and asks for no reply.
+A Q-13 of ``A`` is the analyzer cancelling its last request and asks for no
+reply.
 
 Names and text are written in the link's encoding; what it cannot carry is
 folded to bare letters (``Nguyễn`` -> ``Nguyen``), the store keeps the
