@@ -107,7 +107,6 @@ class AuLinkProtocol(RecordedProtocol):
         self._analyzer = analyzer
         self._hold: object | None = None  # token of the text whose ACK waits for the sink
         self._held_at = 0.0
-        self._in_turn = False
 
     # --------------------------------------------------------------- Twisted
 
@@ -136,20 +135,7 @@ class AuLinkProtocol(RecordedProtocol):
 
     def _turn(self) -> None:
         """Drain output and events until the link is quiet, then re-arm the timer."""
-        if self._in_turn or self.transport is None:
-            return  # the outer turn picks up whatever this call would have done
-        self._in_turn = True
-        try:
-            while True:
-                self._write(self.link.data_to_send())
-                events = self.link.events()
-                if not events:
-                    break
-                for event in events:
-                    self._route(event)
-        finally:
-            self._in_turn = False
-        self._rearm()
+        self._run_turn(self.link, self._route)
 
     def _deadline(self) -> float | None:
         return self.link.get_timer()

@@ -18,6 +18,9 @@
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable, Sequence
+
 import structlog
 from structlog.typing import FilteringBoundLogger
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -25,6 +28,16 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from lis_gateway.wire import Recorder
+
+
+class DrivenCore(typing.Protocol):
+    """What a sans-IO link core offers its shell: bytes to send, events, its next deadline."""
+
+    def data_to_send(self) -> bytes: ...
+
+    def events(self) -> Sequence[typing.Any]: ...
+
+    def get_timer(self) -> float | None: ...
 
 
 class RecordedProtocol(Protocol):
@@ -48,6 +61,7 @@ class RecordedProtocol(Protocol):
         self._timer: IDelayedCall | None = None
         self._timer_at: float | None = None
         self._last_activity = 0.0  # when a byte last went either way (or the connection came)
+        self._in_turn = False
 
     @property
     def is_connected(self) -> bool:
@@ -108,6 +122,27 @@ class RecordedProtocol(Protocol):
     def _at_rest(self) -> bool:
         """No message in the middle of its transfer, nothing waiting (default: never)."""
         return False
+
+    def _run_turn(self, core: DrivenCore, route: Callable[[typing.Any], None]) -> None:
+        """Drain the core's output and events until it is quiet, then re-arm the timer.
+
+        Re-entrant calls (an event handler feeding the core) return at once: the
+        outer turn picks up whatever they would have done.
+        """
+        if self._in_turn or self.transport is None:
+            return
+        self._in_turn = True
+        try:
+            while True:
+                self._write(core.data_to_send())
+                events = core.events()
+                if not events:
+                    break
+                for event in events:
+                    route(event)
+        finally:
+            self._in_turn = False
+        self._rearm()
 
     # -------------------------------------------------------------- the timer
 
