@@ -118,7 +118,10 @@ def test_results_reach_the_his_through_every_kind_of_trouble(tmp_path: Path) -> 
     """AE, silence, a dropped connection, AR and a restart: every result delivered once
     acknowledged, each resend with the same MSH-10, and the outbox exact throughout."""
     # message 1: AE, 2: silence, 3: drop, 4: AA (entry 1 after 4 attempts);
-    # 5-8: AA (entries 2-5); 9: AR (entry 6 dead-lettered); after the retry: AA
+    # 5-8: AA (entries 2-5); 9: AR (entry 6 dead-lettered); after the retry: AA.
+    # The retry after the drop (4-8 s with retry_first 2) must come after the HIS
+    # client's reconnection (1-2 s plus connecting): with retry_cap 2 it sometimes
+    # came first and counted a fifth, not-sent, attempt.
     receiver = MllpHis(["AE", "silence", "drop", "AA", "AA", "AA", "AA", "AA", "AR"])
     db = tmp_path / "lis.db"
     url = f"sqlite:///{db}"
@@ -144,8 +147,8 @@ type = "hl7-mllp"
 host = "127.0.0.1"
 port = {receiver.port}
 ack_timeout = 1
-retry_first = 1
-retry_cap = 2
+retry_first = 2
+retry_cap = 8
 hospital = "BV_TEST"
 """, encoding="utf-8")
     log = tmp_path / "gateway.log"
